@@ -1,0 +1,143 @@
+//! Differences between the schema a database has applied and a schema file.
+//!
+//! Until planned migrations exist, any difference makes `serve` refuse to
+//! start; this module names each one so the operator knows what changed.
+
+use crate::schema::{Collection, Field, Schema};
+
+/// Lists every difference from `applied` (in the database) to `wanted` (the file),
+/// one human-readable line each, in a stable order. Empty when they match.
+pub fn diff_schemas(applied: &Schema, wanted: &Schema) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &wanted.collections {
+        if applied.collection(&c.name).is_none() {
+            out.push(format!("collection `{}` is new in the schema file", c.name));
+        }
+    }
+    for c in &applied.collections {
+        match wanted.collection(&c.name) {
+            None => out.push(format!(
+                "collection `{}` exists in the database but not in the schema file",
+                c.name
+            )),
+            Some(w) => diff_collection(c, w, &mut out),
+        }
+    }
+    out
+}
+
+fn diff_collection(a: &Collection, w: &Collection, out: &mut Vec<String>) {
+    let c = &a.name;
+    for f in &w.fields {
+        if a.field(&f.name).is_none() {
+            out.push(format!("field `{c}.{}` is new in the schema file", f.name));
+        }
+    }
+    for f in &a.fields {
+        match w.field(&f.name) {
+            None => out.push(format!(
+                "field `{c}.{}` exists in the database but not in the schema file",
+                f.name
+            )),
+            Some(wf) => diff_field(c, f, wf, out),
+        }
+    }
+    let a_order: Vec<&str> = a.fields.iter().map(|f| f.name.as_str()).collect();
+    let w_order: Vec<&str> = w.fields.iter().map(|f| f.name.as_str()).collect();
+    if a_order != w_order && a.fields.len() == w.fields.len() && out.is_empty() {
+        out.push(format!("fields of `{c}` are in a different order"));
+    }
+    for ix in &w.indexes {
+        if !a.indexes.contains(ix) {
+            out.push(format!(
+                "{}index on `{c}` ({}) is new in the schema file",
+                if ix.unique { "unique " } else { "" },
+                ix.fields.join(", ")
+            ));
+        }
+    }
+    for ix in &a.indexes {
+        if !w.indexes.contains(ix) {
+            out.push(format!(
+                "{}index on `{c}` ({}) exists in the database but not in the schema file",
+                if ix.unique { "unique " } else { "" },
+                ix.fields.join(", ")
+            ));
+        }
+    }
+    if a.description != w.description {
+        out.push(format!("description of collection `{c}` changed"));
+    }
+}
+
+fn diff_field(c: &str, a: &Field, w: &Field, out: &mut Vec<String>) {
+    let n = format!("{c}.{}", a.name);
+    let mut changed = |what: &str, from: String, to: String| {
+        out.push(format!("field `{n}`: {what} changed from {from} to {to}"));
+    };
+    if a.ty != w.ty {
+        changed("type", a.ty.as_str().into(), w.ty.as_str().into());
+    }
+    if a.required != w.required {
+        changed("required", a.required.to_string(), w.required.to_string());
+    }
+    if a.unique != w.unique {
+        changed("unique", a.unique.to_string(), w.unique.to_string());
+    }
+    let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    if a.default != w.default {
+        changed("default", show(&a.default), show(&w.default));
+    }
+    if a.min != w.min {
+        changed("min", show(&a.min), show(&w.min));
+    }
+    if a.max != w.max {
+        changed("max", show(&a.max), show(&w.max));
+    }
+    if a.min_length != w.min_length {
+        changed("min_length", show(&a.min_length), show(&w.min_length));
+    }
+    if a.max_length != w.max_length {
+        changed("max_length", show(&a.max_length), show(&w.max_length));
+    }
+    if a.pattern != w.pattern {
+        changed("pattern", show(&a.pattern), show(&w.pattern));
+    }
+    if a.values != w.values {
+        changed("values", show(&a.values), show(&w.values));
+    }
+    if a.collection != w.collection {
+        changed("collection", show(&a.collection), show(&w.collection));
+    }
+    if a.description != w.description {
+        out.push(format!("field `{n}`: description changed"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_schema;
+
+    #[test]
+    fn names_each_difference() {
+        let a = parse_schema(
+            "[collections.posts.fields]\ntitle = { type = \"text\", max_length = 10 }\nold = { type = \"text\" }\n",
+        )
+        .expect("valid");
+        let b = parse_schema(
+            "[collections.posts.fields]\ntitle = { type = \"text\", max_length = 20 }\n[collections.tags.fields]\nname = { type = \"text\" }\n",
+        )
+        .expect("valid");
+        let d = diff_schemas(&a, &b);
+        assert_eq!(
+            d,
+            [
+                "collection `tags` is new in the schema file",
+                "field `posts.title`: max_length changed from Some(10) to Some(20)",
+                "field `posts.old` exists in the database but not in the schema file",
+            ]
+        );
+        assert!(diff_schemas(&a, &a).is_empty());
+    }
+}

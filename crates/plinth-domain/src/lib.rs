@@ -1,0 +1,15 @@
+//! Plinth's domain: the schema model (`plinth.toml`), its checker, field values
+//! and schema differences.
+//!
+//! This crate knows neither HTTP nor SQL nor JSON; the store, contract and HTTP
+//! crates build on it. See `docs/ARCHITECTURE.md`.
+
+pub mod diff;
+pub mod parse;
+pub mod schema;
+pub mod value;
+
+pub use diff::diff_schemas;
+pub use parse::{Diagnostic, Report, parse_schema};
+pub use schema::{Bound, Collection, DefaultValue, Field, FieldType, Index, Schema};
+pub use value::{Record, Value};

@@ -106,9 +106,9 @@ async function openPage() {
   });
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('dialog', (d) => { problems.push(`unexpected dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
-  await page.route('**/__plinth_docs_test/fixture.json', (route) =>
+  await page.route((url) => url.pathname === '/__plinth_docs_test/fixture.json', (route) =>
     route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(FIXTURE) }));
-  await page.route('**/__plinth_docs_test/missing.json', (route) =>
+  await page.route((url) => url.pathname === '/__plinth_docs_test/missing.json', (route) =>
     route.fulfill({ status: 404, contentType: 'application/problem+json', body: '{"title":"Not Found","status":404}' }));
   return { page, problems };
 }

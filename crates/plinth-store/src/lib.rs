@@ -1,1 +1,144 @@
+//! Plinth's store: the only crate that builds SQL.
+//!
+//! Invariants (see docs/ARCHITECTURE.md):
+//! - SQL is built with `sea-query` and every value a client sent is a bound
+//!   parameter; identifiers come only from the checked [`Schema`].
+//! - Every write is one transaction; the relation checks, the write itself
+//!   and (later) audit, idempotency and outbox rows commit or fail together.
+//! - A store is bound to the schema it has applied: it refuses to open on a
+//!   database whose recorded schema differs from the one given.
+//!
+//! Today the only dialect is embedded SQLite (rusqlite on tokio's blocking pool:
+//! one writer connection, a pool of read-only connections, WAL). PostgreSQL
+//! will be a second variant behind the same API.
 
+mod ddl;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use plinth_domain::{Record, Schema, Value};
+
+pub use ddl::schema_ddl;
+
+/// Errors a store operation can end in. Everything a client can cause has its
+/// own variant; `Internal` is a bug or a broken database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record not found")]
+    NotFound,
+    #[error("unique constraint violated on {}", fields.join(", "))]
+    Unique { fields: Vec<String> },
+    #[error("field `{field}` refers to a record that does not exist")]
+    RelationNotFound { field: String },
+    #[error("the record is still referred to by `{collection}.{field}`")]
+    Referenced { collection: String, field: String },
+    #[error("the record changed since it was read")]
+    VersionMismatch,
+    #[error("unknown collection `{0}`")]
+    UnknownCollection(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where and how to open the embedded database.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    pub data_dir: PathBuf,
+    /// Read-only connections in the pool (the writer is separate).
+    pub readers: usize,
+}
+
+/// The state of the database relative to the schema file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaState {
+    /// The database had no schema; the file's schema was just applied.
+    Created,
+    /// The database's schema matches the file.
+    Matches,
+    /// The database has another schema; each line names one difference.
+    Differs(Vec<String>),
+}
+
+/// A handle to the database, cheap to clone, bound to one applied schema.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<sqlite::Sqlite>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database under `data_dir`, and
+    /// applies `schema` if the database has none. If the database has a
+    /// different schema, returns [`SchemaState::Differs`] and no store: nothing
+    /// is changed.
+    pub fn open_sqlite(
+        config: &SqliteConfig,
+        schema: Arc<Schema>,
+    ) -> Result<(Option<Store>, SchemaState)> {
+        let (db, state) = sqlite::Sqlite::open(config, schema)?;
+        Ok((db.map(|d| Store { inner: Arc::new(d) }), state))
+    }
+
+    pub fn schema(&self) -> &Arc<Schema> {
+        self.inner.schema()
+    }
+
+    /// Checks the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        let db = self.inner.clone();
+        blocking(move || db.ping()).await
+    }
+
+    /// Inserts a new record. `fields` holds a value for every user field of
+    /// the collection (defaults already applied). Relations are checked in the
+    /// same transaction.
+    pub async fn insert(&self, collection: &str, fields: Vec<(String, Value)>) -> Result<Record> {
+        let db = self.inner.clone();
+        let c = collection.to_owned();
+        blocking(move || db.insert(&c, fields)).await
+    }
+
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Record> {
+        let db = self.inner.clone();
+        let (c, id) = (collection.to_owned(), id.to_owned());
+        blocking(move || db.get(&c, &id)).await
+    }
+
+    /// Writes `changes` if the record is still at `expected_version`
+    /// (compare-and-swap), bumping `version` and `updated_at`.
+    pub async fn update(
+        &self,
+        collection: &str,
+        id: &str,
+        changes: Vec<(String, Value)>,
+        expected_version: i64,
+    ) -> Result<Record> {
+        let db = self.inner.clone();
+        let (c, id) = (collection.to_owned(), id.to_owned());
+        blocking(move || db.update(&c, &id, changes, expected_version)).await
+    }
+
+    pub async fn delete(&self, collection: &str, id: &str) -> Result<()> {
+        let db = self.inner.clone();
+        let (c, id) = (collection.to_owned(), id.to_owned());
+        blocking(move || db.delete(&c, &id)).await
+    }
+
+    /// The newest `limit` records, newest first (ties broken by id).
+    pub async fn list(&self, collection: &str, limit: u32) -> Result<Vec<Record>> {
+        let db = self.inner.clone();
+        let c = collection.to_owned();
+        blocking(move || db.list(&c, limit)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+}

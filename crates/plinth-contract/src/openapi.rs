@@ -1,0 +1,307 @@
+//! The OpenAPI 3.1 document, generated from the schema.
+
+use serde_json::{Map, Value as Json, json};
+
+use plinth_domain::{Collection, Schema};
+
+use crate::json_schema::{create_schema, pascal, patch_schema, record_schema};
+
+/// Problem types Plinth answers with: (slug, status, title, description).
+pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
+    ("bad-request", 400, "Bad request", "Malformed JSON or an invalid query parameter."),
+    ("not-found", 404, "Not found", "The route, collection or record does not exist."),
+    ("method-not-allowed", 405, "Method not allowed", "The route exists but not with this method."),
+    ("conflict", 409, "Conflict", "A unique field already has this value, or the record is still referred to."),
+    ("payload-too-large", 413, "Payload too large", "The request body is larger than the configured limit."),
+    ("unsupported-media-type", 415, "Unsupported media type", "The request body must be JSON."),
+    ("validation", 422, "Request validation failed", "The body does not match the collection's schema; `errors` lists each field."),
+    ("internal", 500, "Internal server error", "A bug in Plinth; the request id finds it in the logs."),
+    ("unavailable", 503, "Service unavailable", "The database cannot be reached."),
+];
+
+/// The `type` URI of a problem slug.
+pub fn problem_type(slug: &str) -> String {
+    format!("urn:plinth:problem:{slug}")
+}
+
+fn response_name(slug: &str) -> String {
+    pascal(&slug.replace('-', "_"))
+}
+
+fn problem_ref(slug: &str) -> Json {
+    json!({"$ref": format!("#/components/responses/{}", response_name(slug))})
+}
+
+fn request_id_header() -> Json {
+    json!({"$ref": "#/components/headers/RequestId"})
+}
+
+/// Responses every operation may give, plus `extra` statuses.
+fn responses(ok: (&str, Json), problems: &[&str]) -> Json {
+    let mut m = Map::new();
+    m.insert(ok.0.to_owned(), ok.1);
+    for slug in problems.iter().chain(&["internal", "unavailable"]) {
+        if let Some((_, status, _, _)) = PROBLEMS.iter().find(|(s, ..)| s == slug) {
+            m.insert(status.to_string(), problem_ref(slug));
+        }
+    }
+    Json::Object(m)
+}
+
+fn json_body(schema_ref: &str, description: &str) -> Json {
+    json!({
+        "description": description,
+        "headers": {"X-Request-Id": request_id_header()},
+        "content": {"application/json": {"schema": {"$ref": schema_ref}}}
+    })
+}
+
+fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
+    let n = &c.name;
+    let p = pascal(n);
+    let tag = json!([n]);
+    let record = format!("#/components/schemas/{p}Record");
+    let id_param = json!({
+        "name": "id", "in": "path", "required": true,
+        "description": "The record's id.",
+        "schema": {"type": "string", "format": "uuid"}
+    });
+    let mut created = json_body(&record, "Created.");
+    created["headers"]["Location"] = json!({
+        "description": "URL of the new record.",
+        "schema": {"type": "string", "format": "uri-reference"}
+    });
+    paths.insert(
+        format!("/v1/{n}"),
+        json!({
+            "get": {
+                "operationId": format!("{n}.list"),
+                "summary": format!("List {n}"),
+                "description": "Records newest first (by created_at, then id).",
+                "tags": tag,
+                "parameters": [{"$ref": "#/components/parameters/Limit"}],
+                "responses": responses(("200", json_body(&format!("#/components/schemas/{p}List"), "A page of records.")), &["bad-request"]),
+            },
+            "post": {
+                "operationId": format!("{n}.create"),
+                "summary": format!("Create a record in {n}"),
+                "tags": tag,
+                "requestBody": {
+                    "required": true,
+                    "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{p}Create")}}}
+                },
+                "responses": responses(("201", created), &["bad-request", "conflict", "payload-too-large", "unsupported-media-type", "validation"]),
+            }
+        }),
+    );
+    let patch_body = json!({"$ref": format!("#/components/schemas/{p}Patch")});
+    paths.insert(
+        format!("/v1/{n}/{{id}}"),
+        json!({
+            "parameters": [id_param],
+            "get": {
+                "operationId": format!("{n}.get"),
+                "summary": format!("Get a record of {n}"),
+                "tags": tag,
+                "responses": responses(("200", json_body(&record, "The record.")), &["not-found"]),
+            },
+            "patch": {
+                "operationId": format!("{n}.update"),
+                "summary": format!("Update a record of {n}"),
+                "description": "A JSON merge patch (RFC 7396): only the fields sent change; null clears an optional field; json fields are merged.",
+                "tags": tag,
+                "requestBody": {
+                    "required": true,
+                    "content": {
+                        "application/merge-patch+json": {"schema": patch_body},
+                        "application/json": {"schema": patch_body}
+                    }
+                },
+                "responses": responses(("200", json_body(&record, "The updated record.")), &["bad-request", "not-found", "conflict", "payload-too-large", "unsupported-media-type", "validation"]),
+            },
+            "delete": {
+                "operationId": format!("{n}.delete"),
+                "summary": format!("Delete a record of {n}"),
+                "tags": tag,
+                "responses": responses(("204", json!({"description": "Deleted.", "headers": {"X-Request-Id": request_id_header()}})), &["not-found", "conflict"]),
+            }
+        }),
+    );
+}
+
+fn system_paths(paths: &mut Map<String, Json>) {
+    let status = |desc: &str, value: &str| {
+        json!({
+            "description": desc,
+            "headers": {"X-Request-Id": request_id_header()},
+            "content": {"application/json": {"schema": {
+                "type": "object", "required": ["status"], "additionalProperties": false,
+                "properties": {"status": {"type": "string", "const": value}}
+            }}}
+        })
+    };
+    paths.insert(
+        "/healthz".into(),
+        json!({"get": {
+            "operationId": "system.health",
+            "summary": "Liveness: the process is up",
+            "tags": ["system"],
+            "responses": {"200": status("The process is alive.", "ok")}
+        }}),
+    );
+    paths.insert(
+        "/readyz".into(),
+        json!({"get": {
+            "operationId": "system.ready",
+            "summary": "Readiness: the database answers and the schema is applied",
+            "tags": ["system"],
+            "responses": {"200": status("Ready to serve.", "ready"), "503": problem_ref("unavailable")}
+        }}),
+    );
+    paths.insert(
+        "/v1/openapi.json".into(),
+        json!({"get": {
+            "operationId": "system.openapi",
+            "summary": "This OpenAPI 3.1 document",
+            "tags": ["system"],
+            "responses": {"200": {
+                "description": "The contract.",
+                "headers": {"X-Request-Id": request_id_header()},
+                "content": {"application/json": {"schema": {"type": "object"}}}
+            }}
+        }}),
+    );
+    paths.insert(
+        "/docs".into(),
+        json!({"get": {
+            "operationId": "system.docs",
+            "summary": "Human-readable API reference (HTML, works offline)",
+            "tags": ["system"],
+            "responses": {"200": {
+                "description": "The reference viewer.",
+                "headers": {"X-Request-Id": request_id_header()},
+                "content": {"text/html": {"schema": {"type": "string"}}}
+            }}
+        }}),
+    );
+}
+
+fn components(schema: &Schema) -> Json {
+    let mut schemas = Map::new();
+    for c in &schema.collections {
+        let p = pascal(&c.name);
+        schemas.insert(format!("{p}Create"), create_schema(c));
+        schemas.insert(format!("{p}Patch"), patch_schema(c));
+        schemas.insert(format!("{p}Record"), record_schema(c));
+        schemas.insert(
+            format!("{p}List"),
+            json!({
+                "type": "object",
+                "required": ["items"],
+                "additionalProperties": false,
+                "properties": {"items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{p}Record")}}}
+            }),
+        );
+    }
+    let slugs: Vec<Json> = PROBLEMS.iter().map(|(s, ..)| json!(problem_type(s))).collect();
+    schemas.insert(
+        "Problem".into(),
+        json!({
+            "type": "object",
+            "description": "An RFC 9457 problem detail.",
+            "required": ["type", "title", "status", "detail", "instance", "request_id"],
+            "properties": {
+                "type": {"type": "string", "format": "uri", "enum": slugs, "description": "Stable problem type."},
+                "title": {"type": "string"},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "detail": {"type": "string"},
+                "instance": {"type": "string", "format": "uri-reference", "description": "The request path."},
+                "request_id": {"type": "string", "description": "Also in the X-Request-Id header and the logs."},
+                "errors": {
+                    "type": "array",
+                    "description": "Per-field errors (validation and conflicts).",
+                    "items": {"$ref": "#/components/schemas/FieldError"}
+                }
+            }
+        }),
+    );
+    schemas.insert(
+        "FieldError".into(),
+        json!({
+            "type": "object",
+            "required": ["field", "code", "message"],
+            "additionalProperties": false,
+            "properties": {
+                "field": {"type": "string", "description": "Top-level field name; empty for the whole body."},
+                "code": {"type": "string", "enum": ["required", "type", "min_length", "max_length", "pattern", "minimum", "maximum", "enum", "format", "unknown_field", "read_only", "relation_not_found", "unique", "invalid"]},
+                "message": {"type": "string"}
+            }
+        }),
+    );
+    let mut responses = Map::new();
+    for (slug, _, title, description) in PROBLEMS {
+        let mut headers = json!({"X-Request-Id": request_id_header()});
+        if *slug == "method-not-allowed" {
+            headers["Allow"] = json!({"schema": {"type": "string"}, "description": "The allowed methods."});
+        }
+        responses.insert(
+            response_name(slug),
+            json!({
+                "description": format!("{title}: {description}"),
+                "headers": headers,
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            }),
+        );
+    }
+    json!({
+        "schemas": schemas,
+        "responses": responses,
+        "parameters": {
+            "Limit": {
+                "name": "limit", "in": "query", "required": false,
+                "description": "Page size.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}
+            }
+        },
+        "headers": {
+            "RequestId": {
+                "description": "The request id: the client's X-Request-Id if valid, else generated.",
+                "schema": {"type": "string"}
+            }
+        }
+    })
+}
+
+/// The whole contract for `schema`.
+pub fn openapi(schema: &Schema) -> Json {
+    let mut paths = Map::new();
+    for c in &schema.collections {
+        collection_paths(c, &mut paths);
+    }
+    system_paths(&mut paths);
+    let mut tags: Vec<Json> = schema
+        .collections
+        .iter()
+        .map(|c| {
+            let mut t = json!({"name": c.name});
+            if let Some(d) = &c.description {
+                t["description"] = json!(d);
+            }
+            t
+        })
+        .collect();
+    tags.push(json!({"name": "system", "description": "Health, readiness and the contract itself."}));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Plinth API",
+            "version": "1",
+            "description": "Generated by Plinth from plinth.toml. Errors are RFC 9457 problem details (application/problem+json)."
+        },
+        "servers": [{"url": "/", "description": "This server"}],
+        "security": [],
+        "tags": tags,
+        "paths": paths,
+        "components": components(schema),
+    })
+}

@@ -1,0 +1,178 @@
+//! Tables and indexes for a schema. Tables are plain: one table per
+//! collection, one column per field, named as in `plinth.toml`, so the data
+//! stays usable with ordinary SQL tools.
+
+use sea_query::{
+    Alias, ColumnDef, Expr, ExprTrait, ForeignKey, ForeignKeyAction, Index, PostgresQueryBuilder,
+    SqliteQueryBuilder, Table,
+};
+
+use plinth_domain::{Collection, Field, FieldType, Schema};
+
+/// SQL dialects the store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The name of a relation column's supporting index.
+fn fk_index_name(c: &str, f: &str) -> String {
+    plinth_domain::Index {
+        fields: vec![f.to_owned()],
+        unique: false,
+    }
+    .name(c)
+}
+
+fn column(field: &Field, dialect: Dialect) -> ColumnDef {
+    let mut col = ColumnDef::new(Alias::new(&field.name));
+    match (field.ty, dialect) {
+        (FieldType::Integer, _) => col.big_integer(),
+        (FieldType::Number, _) => col.double(),
+        (FieldType::Boolean, _) => col.boolean(),
+        (FieldType::Datetime, Dialect::Postgres) => col.timestamp_with_time_zone(),
+        (FieldType::Date, Dialect::Postgres) => col.date(),
+        (FieldType::Json, Dialect::Postgres) => col.json_binary(),
+        (FieldType::Json, Dialect::Sqlite) => col
+            .text()
+            .check(Expr::cust(format!("json_valid(\"{}\")", field.name))),
+        _ => col.text(),
+    };
+    if field.required {
+        col.not_null();
+    } else {
+        col.null();
+    }
+    if field.unique {
+        col.unique_key();
+    }
+    if field.ty == FieldType::Enum {
+        let values: Vec<Expr> = field.values.iter().map(|v| Expr::val(v.as_str())).collect();
+        col.check(Expr::col(Alias::new(&field.name)).is_in(values));
+    }
+    col
+}
+
+fn create_table(c: &Collection, dialect: Dialect) -> String {
+    let mut t = Table::create();
+    t.table(Alias::new(&c.name))
+        .col(ColumnDef::new(Alias::new("id")).text().not_null().primary_key())
+        .col(ColumnDef::new(Alias::new("created_at")).text().not_null())
+        .col(ColumnDef::new(Alias::new("updated_at")).text().not_null())
+        .col(ColumnDef::new(Alias::new("version")).big_integer().not_null());
+    for f in &c.fields {
+        t.col(column(f, dialect));
+    }
+    for (f, target) in c.relations() {
+        t.foreign_key(
+            ForeignKey::create()
+                .from(Alias::new(&c.name), Alias::new(&f.name))
+                .to(Alias::new(target), Alias::new("id"))
+                .on_delete(ForeignKeyAction::Restrict),
+        );
+    }
+    match dialect {
+        Dialect::Sqlite => t.to_string(SqliteQueryBuilder),
+        Dialect::Postgres => t.to_string(PostgresQueryBuilder),
+    }
+}
+
+/// Every statement that creates `schema` on an empty database, in order
+/// (tables are ordered so that relation targets exist first where possible;
+/// SQLite does not need that, PostgreSQL will).
+pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut done: Vec<&str> = Vec::new();
+    let mut pending: Vec<&Collection> = schema.collections.iter().collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|c| {
+            let ready = c
+                .relations()
+                .all(|(_, t)| t == c.name || done.contains(&t));
+            if ready {
+                out.push(create_table(c, dialect));
+                done.push(&c.name);
+            }
+            !ready
+        });
+        if pending.len() == before {
+            // A relation cycle: emit the rest anyway (SQLite accepts forward references).
+            for c in pending.drain(..) {
+                out.push(create_table(c, dialect));
+            }
+        }
+    }
+    for c in &schema.collections {
+        let mut indexes = Vec::new();
+        // The list order (newest first) is served by this index.
+        indexes.push(
+            Index::create()
+                .name(format!("{}_created_at_id_idx", c.name))
+                .table(Alias::new(&c.name))
+                .col(Alias::new("created_at"))
+                .col(Alias::new("id"))
+                .to_owned(),
+        );
+        // Relation columns are indexed: deletes of targets check them.
+        for (f, _) in c.relations() {
+            let covered = c.indexes.iter().any(|ix| ix.fields.first() == Some(&f.name));
+            if !covered {
+                indexes.push(
+                    Index::create()
+                        .name(fk_index_name(&c.name, &f.name))
+                        .table(Alias::new(&c.name))
+                        .col(Alias::new(&f.name))
+                        .to_owned(),
+                );
+            }
+        }
+        for ix in &c.indexes {
+            let mut stmt = Index::create();
+            stmt.name(ix.name(&c.name)).table(Alias::new(&c.name));
+            for f in &ix.fields {
+                stmt.col(Alias::new(f));
+            }
+            if ix.unique {
+                stmt.unique();
+            }
+            indexes.push(stmt.to_owned());
+        }
+        for ix in indexes {
+            out.push(match dialect {
+                Dialect::Sqlite => ix.to_string(SqliteQueryBuilder),
+                Dialect::Postgres => ix.to_string(PostgresQueryBuilder),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_tables_named_after_the_schema() {
+        let schema = plinth_domain::parse_schema(
+            r#"
+[collections.posts.fields]
+title = { type = "text", required = true }
+status = { type = "enum", values = ["draft", "it's"] }
+[collections.comments.fields]
+post = { type = "relation", collection = "posts", required = true }
+"#,
+        )
+        .expect("valid");
+        let ddl = schema_ddl(&schema, Dialect::Sqlite);
+        let posts = ddl.iter().position(|s| s.starts_with("CREATE TABLE \"posts\""));
+        let comments = ddl.iter().position(|s| s.starts_with("CREATE TABLE \"comments\""));
+        assert!(posts < comments, "{ddl:#?}");
+        let all = ddl.join("\n");
+        assert!(all.contains("\"title\" text NOT NULL"), "{all}");
+        assert!(all.contains("'it''s'"), "enum literals are quoted: {all}");
+        assert!(all.contains("REFERENCES \"posts\" (\"id\") ON DELETE RESTRICT"), "{all}");
+        assert!(all.contains("CREATE INDEX \"comments_post_idx\""), "{all}");
+    }
+}

@@ -1,0 +1,525 @@
+//! The embedded SQLite dialect: rusqlite on tokio's blocking pool.
+//!
+//! One writer connection (SQLite allows one writer at a time; serialising
+//! writes in-process avoids busy retries) and a pool of read-only connections
+//! that read concurrently thanks to WAL.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi};
+use sea_query::{
+    Alias, Expr, ExprTrait, Order, Query, SelectStatement, SqliteQueryBuilder, Values,
+};
+
+use plinth_domain::{Collection, FieldType, Record, Schema, Value, diff_schemas};
+
+use crate::ddl::{Dialect, schema_ddl};
+use crate::{Result, SchemaState, SqliteConfig, StoreError};
+
+const DB_FILE: &str = "plinth.db";
+const SCHEMA_TABLE: &str = "_plinth_schema";
+
+pub(crate) struct Sqlite {
+    schema: Arc<Schema>,
+    writer: Mutex<Connection>,
+    readers: Pool,
+}
+
+struct Pool {
+    idle: Mutex<Vec<Connection>>,
+    available: Condvar,
+}
+
+struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+}
+
+impl Pool {
+    fn get(&self) -> Result<Pooled<'_>> {
+        let mut idle = lock(&self.idle)?;
+        loop {
+            if let Some(conn) = idle.pop() {
+                return Ok(Pooled {
+                    pool: self,
+                    conn: Some(conn),
+                });
+            }
+            idle = self
+                .available
+                .wait(idle)
+                .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?;
+        }
+    }
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Invariant: `conn` is Some until drop.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!("pooled connection taken"))
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.pool.idle.lock()) {
+            idle.push(conn);
+            self.pool.available.notify_one();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| StoreError::Internal("connection lock poisoned".into()))
+}
+
+fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // WAL: readers never block the writer. NORMAL sync is durable against
+    // process crashes; a power loss may lose the last commits but never
+    // corrupts (docs/decisions/0001-scope.md).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if read_only {
+        conn.pragma_update(None, "query_only", "ON")?;
+    }
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(err, msg) = &e {
+        match err.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                // "UNIQUE constraint failed: posts.slug, posts.other"
+                let fields = msg
+                    .as_deref()
+                    .and_then(|m| m.split_once(": "))
+                    .map(|(_, cols)| {
+                        cols.split(", ")
+                            .map(|c| c.rsplit('.').next().unwrap_or(c).to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return StoreError::Unique { fields };
+            }
+            ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED | ffi::SQLITE_CANTOPEN | ffi::SQLITE_FULL => {
+                return StoreError::Unavailable(e.to_string());
+            }
+            _ => {}
+        }
+        if err.code == rusqlite::ErrorCode::DatabaseBusy
+            || err.code == rusqlite::ErrorCode::DatabaseLocked
+        {
+            return StoreError::Unavailable(e.to_string());
+        }
+    }
+    StoreError::Internal(e.to_string())
+}
+
+/// Converts sea-query's bound values into rusqlite's.
+fn params(values: &Values) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as R;
+    use sea_query::Value as V;
+    values
+        .0
+        .iter()
+        .map(|v| match v {
+            V::Bool(Some(b)) => R::Integer(i64::from(*b)),
+            V::TinyInt(Some(i)) => R::Integer(i64::from(*i)),
+            V::SmallInt(Some(i)) => R::Integer(i64::from(*i)),
+            V::Int(Some(i)) => R::Integer(i64::from(*i)),
+            V::BigInt(Some(i)) => R::Integer(*i),
+            V::TinyUnsigned(Some(i)) => R::Integer(i64::from(*i)),
+            V::SmallUnsigned(Some(i)) => R::Integer(i64::from(*i)),
+            V::Unsigned(Some(i)) => R::Integer(i64::from(*i)),
+            V::BigUnsigned(Some(i)) => i64::try_from(*i).map_or(R::Real(*i as f64), R::Integer),
+            V::Float(Some(f)) => R::Real(f64::from(*f)),
+            V::Double(Some(f)) => R::Real(*f),
+            V::String(Some(s)) => R::Text(s.clone()),
+            V::Char(Some(c)) => R::Text(c.to_string()),
+            V::Bytes(Some(b)) => R::Blob(b.clone()),
+            _ => R::Null,
+        })
+        .collect()
+}
+
+fn sql_value(v: &Value) -> sea_query::Value {
+    match v {
+        Value::Null => sea_query::Value::String(None),
+        Value::Bool(b) => sea_query::Value::Bool(Some(*b)),
+        Value::Int(i) => sea_query::Value::BigInt(Some(*i)),
+        Value::Float(f) => sea_query::Value::Double(Some(*f)),
+        Value::Text(s) | Value::Json(s) => sea_query::Value::String(Some(s.clone())),
+    }
+}
+
+fn col(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+fn select_record(c: &Collection) -> SelectStatement {
+    let mut q = Query::select();
+    q.from(col(&c.name))
+        .columns(["id", "created_at", "updated_at", "version"].map(col));
+    for f in &c.fields {
+        q.column(col(&f.name));
+    }
+    q
+}
+
+fn read_record(c: &Collection, row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let mut fields = Vec::with_capacity(c.fields.len());
+    for (i, f) in c.fields.iter().enumerate() {
+        let idx = i + 4;
+        let v = match f.ty {
+            FieldType::Integer => row.get::<_, Option<i64>>(idx)?.map(Value::Int),
+            FieldType::Number => row.get::<_, Option<f64>>(idx)?.map(Value::Float),
+            FieldType::Boolean => row.get::<_, Option<i64>>(idx)?.map(|b| Value::Bool(b != 0)),
+            FieldType::Json => row.get::<_, Option<String>>(idx)?.map(Value::Json),
+            _ => row.get::<_, Option<String>>(idx)?.map(Value::Text),
+        };
+        fields.push((f.name.clone(), v.unwrap_or(Value::Null)));
+    }
+    Ok(Record {
+        id: row.get(0)?,
+        created_at: row.get(1)?,
+        updated_at: row.get(2)?,
+        version: row.get(3)?,
+        fields,
+    })
+}
+
+impl Sqlite {
+    pub(crate) fn open(
+        config: &SqliteConfig,
+        schema: Arc<Schema>,
+    ) -> Result<(Option<Sqlite>, SchemaState)> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let path = config.data_dir.join(DB_FILE);
+        let mut writer = Connection::open(&path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+        })?;
+        configure(&writer, false).map_err(map_err)?;
+        let state = apply_or_compare(&mut writer, &schema)?;
+        if let SchemaState::Differs(_) = state {
+            return Ok((None, state));
+        }
+        let mut idle = Vec::with_capacity(config.readers);
+        for _ in 0..config.readers.max(1) {
+            let conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(map_err)?;
+            configure(&conn, true).map_err(map_err)?;
+            idle.push(conn);
+        }
+        Ok((
+            Some(Sqlite {
+                schema,
+                writer: Mutex::new(writer),
+                readers: Pool {
+                    idle: Mutex::new(idle),
+                    available: Condvar::new(),
+                },
+            }),
+            state,
+        ))
+    }
+
+    pub(crate) fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    fn collection(&self, name: &str) -> Result<&Collection> {
+        self.schema
+            .collection(name)
+            .ok_or_else(|| StoreError::UnknownCollection(name.to_owned()))
+    }
+
+    pub(crate) fn ping(&self) -> Result<()> {
+        let conn = self.readers.get()?;
+        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) fn insert(&self, coll: &str, input: Vec<(String, Value)>) -> Result<Record> {
+        let c = self.collection(coll)?;
+        let now = plinth_domain::value::now_timestamp();
+        let record = Record {
+            id: plinth_domain::value::new_id(),
+            created_at: now.clone(),
+            updated_at: now,
+            version: 1,
+            fields: c
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = input
+                        .iter()
+                        .find(|(n, _)| *n == f.name)
+                        .map_or(Value::Null, |(_, v)| v.clone());
+                    (f.name.clone(), v)
+                })
+                .collect(),
+        };
+        let mut q = Query::insert();
+        q.into_table(col(&c.name))
+            .columns(
+                ["id", "created_at", "updated_at", "version"]
+                    .map(col)
+                    .into_iter()
+                    .chain(c.fields.iter().map(|f| col(&f.name))),
+            );
+        let mut exprs: Vec<Expr> = vec![
+            Expr::val(record.id.as_str()),
+            Expr::val(record.created_at.as_str()),
+            Expr::val(record.updated_at.as_str()),
+            Expr::val(1i64),
+        ];
+        exprs.extend(record.fields.iter().map(|(_, v)| Expr::val(sql_value(v))));
+        q.values(exprs)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let (sql, values) = q.build(SqliteQueryBuilder);
+
+        let mut conn = lock(&self.writer)?;
+        let tx = conn.transaction().map_err(map_err)?;
+        self.check_relations(&tx, c, &record.fields)?;
+        tx.prepare_cached(&sql)
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(record)
+    }
+
+    /// Every non-null relation value must name an existing record.
+    fn check_relations(
+        &self,
+        conn: &Connection,
+        c: &Collection,
+        fields: &[(String, Value)],
+    ) -> Result<()> {
+        for (f, target) in c.relations() {
+            let Some((_, Value::Text(id))) = fields.iter().find(|(n, _)| *n == f.name) else {
+                continue;
+            };
+            let (sql, values) = Query::select()
+                .expr(Expr::val(1i64))
+                .from(col(target))
+                .and_where(Expr::col(col("id")).eq(id.as_str()))
+                .build(SqliteQueryBuilder);
+            let found = conn
+                .prepare_cached(&sql)
+                .and_then(|mut st| {
+                    st.query_row(rusqlite::params_from_iter(params(&values)), |_| Ok(()))
+                        .optional()
+                })
+                .map_err(map_err)?;
+            if found.is_none() {
+                return Err(StoreError::RelationNotFound {
+                    field: f.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch(conn: &Connection, c: &Collection, id: &str) -> Result<Record> {
+        let (sql, values) = select_record(c)
+            .and_where(Expr::col(col("id")).eq(id))
+            .build(SqliteQueryBuilder);
+        conn.prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.query_row(rusqlite::params_from_iter(params(&values)), |row| {
+                    read_record(c, row)
+                })
+                .optional()
+            })
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)
+    }
+
+    pub(crate) fn get(&self, coll: &str, id: &str) -> Result<Record> {
+        let c = self.collection(coll)?;
+        let conn = self.readers.get()?;
+        Self::fetch(&conn, c, id)
+    }
+
+    pub(crate) fn update(
+        &self,
+        coll: &str,
+        id: &str,
+        changes: Vec<(String, Value)>,
+        expected_version: i64,
+    ) -> Result<Record> {
+        let c = self.collection(coll)?;
+        let now = plinth_domain::value::now_timestamp();
+        let mut q = Query::update();
+        q.table(col(&c.name))
+            .value(col("updated_at"), now.as_str())
+            .value(col("version"), Expr::col(col("version")).add(1i64));
+        for (name, v) in &changes {
+            if c.field(name).is_none() {
+                return Err(StoreError::Internal(format!("unknown field `{name}`")));
+            }
+            q.value(col(name), Expr::val(sql_value(v)));
+        }
+        q.and_where(Expr::col(col("id")).eq(id))
+            .and_where(Expr::col(col("version")).eq(expected_version));
+        let (sql, values) = q.build(SqliteQueryBuilder);
+
+        let mut conn = lock(&self.writer)?;
+        let tx = conn.transaction().map_err(map_err)?;
+        self.check_relations(&tx, c, &changes)?;
+        let n = tx
+            .prepare_cached(&sql)
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
+            .map_err(map_err)?;
+        if n == 0 {
+            // Distinguish a missing record from a concurrent change.
+            return match Self::fetch(&tx, c, id) {
+                Ok(_) => Err(StoreError::VersionMismatch),
+                Err(e) => Err(e),
+            };
+        }
+        let record = Self::fetch(&tx, c, id)?;
+        tx.commit().map_err(map_err)?;
+        Ok(record)
+    }
+
+    pub(crate) fn delete(&self, coll: &str, id: &str) -> Result<()> {
+        let c = self.collection(coll)?;
+        let mut conn = lock(&self.writer)?;
+        let tx = conn.transaction().map_err(map_err)?;
+        // Name the first collection still pointing here (the foreign key
+        // would refuse anyway, but without saying who).
+        for other in &self.schema.collections {
+            for (f, target) in other.relations() {
+                if target != c.name {
+                    continue;
+                }
+                let (sql, values) = Query::select()
+                    .expr(Expr::val(1i64))
+                    .from(col(&other.name))
+                    .and_where(Expr::col(col(&f.name)).eq(id))
+                    .limit(1)
+                    .build(SqliteQueryBuilder);
+                let found = tx
+                    .prepare_cached(&sql)
+                    .and_then(|mut st| {
+                        st.query_row(rusqlite::params_from_iter(params(&values)), |_| Ok(()))
+                            .optional()
+                    })
+                    .map_err(map_err)?;
+                if found.is_some() {
+                    return Err(StoreError::Referenced {
+                        collection: other.name.clone(),
+                        field: f.name.clone(),
+                    });
+                }
+            }
+        }
+        let (sql, values) = Query::delete()
+            .from_table(col(&c.name))
+            .and_where(Expr::col(col("id")).eq(id))
+            .build(SqliteQueryBuilder);
+        let n = tx
+            .prepare_cached(&sql)
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
+            .map_err(map_err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) fn list(&self, coll: &str, limit: u32) -> Result<Vec<Record>> {
+        let c = self.collection(coll)?;
+        let (sql, values) = select_record(c)
+            .order_by(col("created_at"), Order::Desc)
+            .order_by(col("id"), Order::Desc)
+            .limit(u64::from(limit))
+            .build(SqliteQueryBuilder);
+        let conn = self.readers.get()?;
+        let mut st = conn.prepare_cached(&sql).map_err(map_err)?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(params(&values)), |row| {
+                read_record(c, row)
+            })
+            .map_err(map_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+    }
+}
+
+/// Applies the schema to an empty database, or compares it with the recorded one.
+fn apply_or_compare(conn: &mut Connection, schema: &Schema) -> Result<SchemaState> {
+    let tx = conn.transaction().map_err(map_err)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (
+            version INTEGER PRIMARY KEY,
+            applied_at TEXT NOT NULL,
+            schema TEXT NOT NULL
+        )"
+    ))
+    .map_err(map_err)?;
+    let (sql, values) = Query::select()
+        .column(col("schema"))
+        .from(col(SCHEMA_TABLE))
+        .order_by(col("version"), Order::Desc)
+        .limit(1)
+        .build(SqliteQueryBuilder);
+    let applied: Option<String> = tx
+        .query_row(&sql, rusqlite::params_from_iter(params(&values)), |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(map_err)?;
+    let canonical = schema.canonical();
+    let state = match applied {
+        Some(text) if text == canonical => SchemaState::Matches,
+        Some(text) => match Schema::from_canonical(&text) {
+            Ok(old) => {
+                let d = diff_schemas(&old, schema);
+                if d.is_empty() {
+                    SchemaState::Matches
+                } else {
+                    SchemaState::Differs(d)
+                }
+            }
+            Err(e) => SchemaState::Differs(vec![format!(
+                "the schema recorded in the database cannot be read ({e})"
+            )]),
+        },
+        None => {
+            for stmt in schema_ddl(schema, Dialect::Sqlite) {
+                tx.execute_batch(&stmt).map_err(map_err)?;
+            }
+            let mut q = Query::insert();
+            q.into_table(col(SCHEMA_TABLE))
+                .columns(["version", "applied_at", "schema"].map(col))
+                .values([
+                    Expr::val(1i64),
+                    Expr::val(plinth_domain::value::now_timestamp()),
+                    Expr::val(canonical),
+                ])
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            let (sql, values) = q.build(SqliteQueryBuilder);
+            tx.execute(&sql, rusqlite::params_from_iter(params(&values)))
+                .map_err(map_err)?;
+            SchemaState::Created
+        }
+    };
+    tx.commit().map_err(map_err)?;
+    Ok(state)
+}

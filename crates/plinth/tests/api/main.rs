@@ -1,0 +1,16 @@
+//! End-to-end tests of the `plinth` binary: each test starts the real server
+//! as a child process (its own temp data dir and schema file) and checks the
+//! behaviour documented in `docs/api.md` over HTTP.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod cli;
+mod concurrency;
+mod crud;
+mod errors;
+mod lifecycle;
+mod openapi;
+mod ops;
+mod types;

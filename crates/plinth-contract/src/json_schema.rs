@@ -68,20 +68,18 @@ pub fn field_schema(f: &Field, nullable: bool) -> Json {
     if let Some(t) = base_type {
         s.insert(
             "type".into(),
-            if nullable { json!([t, "null"]) } else { json!(t) },
+            if nullable {
+                json!([t, "null"])
+            } else {
+                json!(t)
+            },
         );
     }
     match f.ty {
         FieldType::Integer => {
             s.insert("format".into(), json!("int64"));
-            s.insert(
-                "minimum".into(),
-                f.min.map_or(json!(i64::MIN), bound),
-            );
-            s.insert(
-                "maximum".into(),
-                f.max.map_or(json!(i64::MAX), bound),
-            );
+            s.insert("minimum".into(), f.min.map_or(json!(i64::MIN), bound));
+            s.insert("maximum".into(), f.max.map_or(json!(i64::MAX), bound));
         }
         FieldType::Number => {
             s.insert("format".into(), json!("double"));
@@ -167,7 +165,10 @@ pub fn create_schema(c: &Collection) -> Json {
     let mut props = Map::new();
     let mut required = Vec::new();
     for f in &c.fields {
-        props.insert(f.name.clone(), with_default(f, field_schema(f, f.nullable())));
+        props.insert(
+            f.name.clone(),
+            with_default(f, field_schema(f, f.nullable())),
+        );
         if !f.optional_on_create() {
             required.push(json!(f.name));
         }

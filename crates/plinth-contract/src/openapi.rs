@@ -8,15 +8,60 @@ use crate::json_schema::{create_schema, pascal, patch_schema, record_schema};
 
 /// Problem types Plinth answers with: (slug, status, title, description).
 pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
-    ("bad-request", 400, "Bad request", "Malformed JSON or an invalid query parameter."),
-    ("not-found", 404, "Not found", "The route, collection or record does not exist."),
-    ("method-not-allowed", 405, "Method not allowed", "The route exists but not with this method."),
-    ("conflict", 409, "Conflict", "A unique field already has this value, or the record is still referred to."),
-    ("payload-too-large", 413, "Payload too large", "The request body is larger than the configured limit."),
-    ("unsupported-media-type", 415, "Unsupported media type", "The request body must be JSON."),
-    ("validation", 422, "Request validation failed", "The body does not match the collection's schema; `errors` lists each field."),
-    ("internal", 500, "Internal server error", "A bug in Plinth; the request id finds it in the logs."),
-    ("unavailable", 503, "Service unavailable", "The database cannot be reached."),
+    (
+        "bad-request",
+        400,
+        "Bad request",
+        "Malformed JSON or an invalid query parameter.",
+    ),
+    (
+        "not-found",
+        404,
+        "Not found",
+        "The route, collection or record does not exist.",
+    ),
+    (
+        "method-not-allowed",
+        405,
+        "Method not allowed",
+        "The route exists but not with this method.",
+    ),
+    (
+        "conflict",
+        409,
+        "Conflict",
+        "A unique field already has this value, or the record is still referred to.",
+    ),
+    (
+        "payload-too-large",
+        413,
+        "Payload too large",
+        "The request body is larger than the configured limit.",
+    ),
+    (
+        "unsupported-media-type",
+        415,
+        "Unsupported media type",
+        "The request body must be JSON.",
+    ),
+    (
+        "validation",
+        422,
+        "Request validation failed",
+        "The body does not match the collection's schema; `errors` lists each field.",
+    ),
+    (
+        "internal",
+        500,
+        "Internal server error",
+        "A bug in Plinth; the request id finds it in the logs.",
+    ),
+    (
+        "unavailable",
+        503,
+        "Service unavailable",
+        "The database cannot be reached.",
+    ),
 ];
 
 /// The `type` URI of a problem slug.
@@ -203,7 +248,10 @@ fn components(schema: &Schema) -> Json {
             }),
         );
     }
-    let slugs: Vec<Json> = PROBLEMS.iter().map(|(s, ..)| json!(problem_type(s))).collect();
+    let slugs: Vec<Json> = PROBLEMS
+        .iter()
+        .map(|(s, ..)| json!(problem_type(s)))
+        .collect();
     schemas.insert(
         "Problem".into(),
         json!({
@@ -242,7 +290,8 @@ fn components(schema: &Schema) -> Json {
     for (slug, _, title, description) in PROBLEMS {
         let mut headers = json!({"X-Request-Id": request_id_header()});
         if *slug == "method-not-allowed" {
-            headers["Allow"] = json!({"schema": {"type": "string"}, "description": "The allowed methods."});
+            headers["Allow"] =
+                json!({"schema": {"type": "string"}, "description": "The allowed methods."});
         }
         responses.insert(
             response_name(slug),
@@ -290,7 +339,9 @@ pub fn openapi(schema: &Schema) -> Json {
             t
         })
         .collect();
-    tags.push(json!({"name": "system", "description": "Health, readiness and the contract itself."}));
+    tags.push(
+        json!({"name": "system", "description": "Health, readiness and the contract itself."}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {

@@ -95,7 +95,11 @@ impl Contract {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(out) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Validates a merge-patch body against the collection's patch schema and
@@ -116,7 +120,9 @@ impl Contract {
         let mut changes = Vec::new();
         let mut errors = Vec::new();
         for f in &c.fields {
-            let Some(patch) = obj.get(&f.name) else { continue };
+            let Some(patch) = obj.get(&f.name) else {
+                continue;
+            };
             let new = if f.ty == FieldType::Json {
                 let mut target = current.get(&f.name).map_or(Json::Null, json_of);
                 merge_patch(&mut target, patch);
@@ -129,7 +135,11 @@ impl Contract {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(changes) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(changes)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -163,14 +173,26 @@ pub fn merge_patch(target: &mut Json, patch: &Json) {
 }
 
 /// Runs the JSON Schema and turns its errors into field errors.
-fn check(c: &Collection, validator: &jsonschema::Validator, body: &Json) -> Result<(), Vec<FieldError>> {
+fn check(
+    c: &Collection,
+    validator: &jsonschema::Validator,
+    body: &Json,
+) -> Result<(), Vec<FieldError>> {
     let Some(obj) = body.as_object() else {
-        return Err(vec![FieldError::new("", "type", "the body must be a JSON object")]);
+        return Err(vec![FieldError::new(
+            "",
+            "type",
+            "the body must be a JSON object",
+        )]);
     };
     let mut errors: Vec<FieldError> = Vec::new();
     for key in obj.keys() {
         if SYSTEM_FIELDS.contains(&key.as_str()) {
-            errors.push(FieldError::new(key, "read_only", "is a system field set by the server"));
+            errors.push(FieldError::new(
+                key,
+                "read_only",
+                "is a system field set by the server",
+            ));
         }
     }
     for e in validator.iter_errors(body) {
@@ -202,26 +224,40 @@ fn check(c: &Collection, validator: &jsonschema::Validator, body: &Json) -> Resu
             }
             ValidationErrorKind::Type { .. } => {
                 let what = f.map_or("of another type", describe);
-                let null = if f.is_some_and(|f| !f.nullable()) { " (null is not allowed)" } else { "" };
+                let null = if f.is_some_and(|f| !f.nullable()) {
+                    " (null is not allowed)"
+                } else {
+                    ""
+                };
                 FieldError::new(&field, "type", format!("must be {what}{null}"))
             }
-            ValidationErrorKind::MinLength { limit } => {
-                FieldError::new(&field, "min_length", format!("must be at least {limit} characters"))
-            }
-            ValidationErrorKind::MaxLength { limit } => {
-                FieldError::new(&field, "max_length", format!("must be at most {limit} characters"))
-            }
-            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            ValidationErrorKind::MinLength { limit } => FieldError::new(
+                &field,
+                "min_length",
+                format!("must be at least {limit} characters"),
+            ),
+            ValidationErrorKind::MaxLength { limit } => FieldError::new(
+                &field,
+                "max_length",
+                format!("must be at most {limit} characters"),
+            ),
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => {
                 FieldError::new(&field, "minimum", format!("must be at least {limit}"))
             }
-            ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => {
                 FieldError::new(&field, "maximum", format!("must be at most {limit}"))
             }
             ValidationErrorKind::Pattern { pattern } => {
                 if f.is_some_and(|f| f.ty == FieldType::Url) {
                     FieldError::new(&field, "format", "must be an absolute http(s) URL")
                 } else {
-                    FieldError::new(&field, "pattern", format!("must match the pattern {pattern}"))
+                    FieldError::new(
+                        &field,
+                        "pattern",
+                        format!("must match the pattern {pattern}"),
+                    )
                 }
             }
             ValidationErrorKind::Enum { .. } => {
@@ -239,7 +275,11 @@ fn check(c: &Collection, validator: &jsonschema::Validator, body: &Json) -> Resu
     // One error per field and code, in a stable order.
     errors.sort_by(|a, b| (a.field.as_str(), a.code).cmp(&(b.field.as_str(), b.code)));
     errors.dedup_by(|a, b| a.field == b.field && a.code == b.code);
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Converts a schema-valid JSON value into the field's domain value.
@@ -256,7 +296,9 @@ fn to_value(f: &Field, j: &Json) -> Result<Value, FieldError> {
             Some(i) => Value::Int(i),
             None => {
                 // JSON Schema treats 3.0 as an integer; accept it when exact.
-                let x = j.as_f64().ok_or_else(|| bad("type", "must be an integer"))?;
+                let x = j
+                    .as_f64()
+                    .ok_or_else(|| bad("type", "must be an integer"))?;
                 #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
                 if x.fract() == 0.0 && x >= i64::MIN as f64 && x < i64::MAX as f64 {
                     Value::Int(x as i64)
@@ -265,24 +307,38 @@ fn to_value(f: &Field, j: &Json) -> Result<Value, FieldError> {
                 }
             }
         },
-        FieldType::Number => Value::Float(j.as_f64().ok_or_else(|| bad("type", "must be a number"))?),
-        FieldType::Boolean => Value::Bool(j.as_bool().ok_or_else(|| bad("type", "must be true or false"))?),
+        FieldType::Number => {
+            Value::Float(j.as_f64().ok_or_else(|| bad("type", "must be a number"))?)
+        }
+        FieldType::Boolean => Value::Bool(
+            j.as_bool()
+                .ok_or_else(|| bad("type", "must be true or false"))?,
+        ),
         FieldType::Datetime => {
             let s = j.as_str().unwrap_or_default();
             Value::Text(normalize_datetime(s).ok_or_else(|| {
-                bad("format", "must be an RFC 3339 date-time between years 0000 and 9999")
+                bad(
+                    "format",
+                    "must be an RFC 3339 date-time between years 0000 and 9999",
+                )
             })?)
         }
         FieldType::Date => {
             let s = j.as_str().unwrap_or_default();
-            Value::Text(normalize_date(s).ok_or_else(|| bad("format", "must be a YYYY-MM-DD date"))?)
+            Value::Text(
+                normalize_date(s).ok_or_else(|| bad("format", "must be a YYYY-MM-DD date"))?,
+            )
         }
         FieldType::Json => Value::Json(j.to_string()),
         FieldType::Relation => {
             // Ids are stored in canonical lowercase form.
             Value::Text(j.as_str().unwrap_or_default().to_ascii_lowercase())
         }
-        _ => Value::Text(j.as_str().ok_or_else(|| bad("type", "must be a string"))?.to_owned()),
+        _ => Value::Text(
+            j.as_str()
+                .ok_or_else(|| bad("type", "must be a string"))?
+                .to_owned(),
+        ),
     })
 }
 
@@ -324,11 +380,20 @@ status = { type = "enum", values = ["a", "b"] }
         let c = contract();
         let coll = c.schema().collection("posts").expect("posts").clone();
         let v = c
-            .validate_create(&coll, &json!({"title": "hi", "at": "2026-01-01T01:00:00+01:00", "meta": {"a": [1]}}))
+            .validate_create(
+                &coll,
+                &json!({"title": "hi", "at": "2026-01-01T01:00:00+01:00", "meta": {"a": [1]}}),
+            )
             .expect("valid");
         assert_eq!(v[0], ("title".into(), Value::Text("hi".into())));
         assert_eq!(v[1], ("views".into(), Value::Int(0)));
-        assert_eq!(v[2], ("at".into(), Value::Text("2026-01-01T00:00:00.000000Z".into())));
+        assert_eq!(
+            v[2],
+            (
+                "at".into(),
+                Value::Text("2026-01-01T00:00:00.000000Z".into())
+            )
+        );
         assert_eq!(v[3], ("meta".into(), Value::Json("{\"a\":[1]}".into())));
         assert_eq!(v[4], ("status".into(), Value::Null));
     }
@@ -338,12 +403,22 @@ status = { type = "enum", values = ["a", "b"] }
         let c = contract();
         let coll = c.schema().collection("posts").expect("posts").clone();
         let e = c
-            .validate_create(&coll, &json!({"views": -1, "id": "x", "nope": 1, "status": "c", "at": "yesterday"}))
+            .validate_create(
+                &coll,
+                &json!({"views": -1, "id": "x", "nope": 1, "status": "c", "at": "yesterday"}),
+            )
             .expect_err("invalid");
         let got: Vec<(&str, &str)> = e.iter().map(|e| (e.field.as_str(), e.code)).collect();
         assert_eq!(
             got,
-            [("at", "format"), ("id", "read_only"), ("nope", "unknown_field"), ("status", "enum"), ("title", "required"), ("views", "minimum")]
+            [
+                ("at", "format"),
+                ("id", "read_only"),
+                ("nope", "unknown_field"),
+                ("status", "enum"),
+                ("title", "required"),
+                ("views", "minimum")
+            ]
         );
         let e = c.validate_create(&coll, &json!([1])).expect_err("invalid");
         assert_eq!((e[0].field.as_str(), e[0].code), ("", "type"));
@@ -357,9 +432,13 @@ status = { type = "enum", values = ["a", "b"] }
             (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
             (json!({"a":"b"}), json!({"a":null}), json!({})),
             (json!({"a":[{"b":"c"}]}), json!({"a":[1]}), json!({"a":[1]})),
-            (json!(["a","b"]), json!({"a":"c"}), json!({"a":"c"})),
+            (json!(["a", "b"]), json!({"a":"c"}), json!({"a":"c"})),
             (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
-            (json!({}), json!({"a":{"bb":{"ccc":null}}}), json!({"a":{"bb":{}}})),
+            (
+                json!({}),
+                json!({"a":{"bb":{"ccc":null}}}),
+                json!({"a":{"bb":{}}}),
+            ),
         ];
         for (mut target, patch, want) in cases {
             merge_patch(&mut target, &patch);
@@ -378,9 +457,16 @@ status = { type = "enum", values = ["a", "b"] }
             version: 1,
             fields: vec![("meta".into(), Value::Json("{\"a\":1,\"b\":2}".into()))],
         };
-        let e = c.apply_patch(&coll, &rec, &json!({"title": null})).expect_err("invalid");
+        let e = c
+            .apply_patch(&coll, &rec, &json!({"title": null}))
+            .expect_err("invalid");
         assert_eq!(e[0].field, "title");
-        let ch = c.apply_patch(&coll, &rec, &json!({"meta": {"a": null, "c": 3}})).expect("valid");
-        assert_eq!(ch, [("meta".into(), Value::Json("{\"b\":2,\"c\":3}".into()))]);
+        let ch = c
+            .apply_patch(&coll, &rec, &json!({"meta": {"a": null, "c": 3}}))
+            .expect("valid");
+        assert_eq!(
+            ch,
+            [("meta".into(), Value::Json("{\"b\":2,\"c\":3}".into()))]
+        );
     }
 }

@@ -187,7 +187,9 @@ fn walk_document(ctx: &mut Ctx<'_>, doc: &DeTable<'_>) -> Schema {
         ctx.err(
             0..0,
             "the schema declares no collections",
-            Some("add one, e.g. [collections.posts.fields] then title = { type = \"text\" }".into()),
+            Some(
+                "add one, e.g. [collections.posts.fields] then title = { type = \"text\" }".into(),
+            ),
         );
     }
     let names: BTreeSet<String> = collections.iter().map(|(_, c)| c.name.clone()).collect();
@@ -352,7 +354,10 @@ fn bool_value(ctx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>, key: &str) -> Option<
         None => {
             ctx.err(
                 v.span(),
-                format!("`{key}` must be true or false, found {}", v.get_ref().type_str()),
+                format!(
+                    "`{key}` must be true or false, found {}",
+                    v.get_ref().type_str()
+                ),
                 None,
             );
             None
@@ -535,8 +540,15 @@ fn walk_field(
                     Some(b) => field.max = Some(b),
                     None => ctx.err(
                         value.span(),
-                        format!("`{k}` of a {} field must be a{} number", ty.as_str(),
-                            if ty == FieldType::Integer { "n integer" } else { "" }),
+                        format!(
+                            "`{k}` of a {} field must be a{} number",
+                            ty.as_str(),
+                            if ty == FieldType::Integer {
+                                "n integer"
+                            } else {
+                                ""
+                            }
+                        ),
                         None,
                     ),
                 }
@@ -561,7 +573,7 @@ fn walk_field(
             _ => {}
         }
     }
-    let Some(ty) = ty else { return None };
+    let ty = ty?;
     if ty == FieldType::Enum && !table.contains_key("values") {
         ctx.err(
             body.span(),
@@ -581,7 +593,11 @@ fn walk_field(
     if let (Some(a), Some(b)) = (field.min, field.max)
         && a.as_f64() > b.as_f64()
     {
-        ctx.err(body.span(), format!("field `{n}`: min is greater than max"), None);
+        ctx.err(
+            body.span(),
+            format!("field `{n}`: min is greater than max"),
+            None,
+        );
     }
     if let (Some(a), Some(b)) = (field.min_length, field.max_length)
         && a > b
@@ -600,8 +616,8 @@ fn walk_field(
 
 fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rev()
+        .find(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_owned()
@@ -613,7 +629,11 @@ fn type_names() -> Vec<&'static str> {
 
 fn enum_values(ctx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>) -> Vec<String> {
     let Some(items) = v.get_ref().as_array() else {
-        ctx.err(v.span(), "`values` must be an array of strings", Some("values = [\"draft\", \"published\"]".into()));
+        ctx.err(
+            v.span(),
+            "`values` must be an array of strings",
+            Some("values = [\"draft\", \"published\"]".into()),
+        );
         return Vec::new();
     };
     if items.is_empty() {
@@ -624,7 +644,11 @@ fn enum_values(ctx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>) -> Vec<String> {
         match item.get_ref().as_str() {
             Some("") => ctx.err(item.span(), "enum values must not be empty strings", None),
             Some(s) if out.iter().any(|o| o == s) => {
-                ctx.err(item.span(), format!("enum value \"{s}\" is listed twice"), None);
+                ctx.err(
+                    item.span(),
+                    format!("enum value \"{s}\" is listed twice"),
+                    None,
+                );
             }
             Some(s) => out.push(s.to_owned()),
             None => ctx.err(item.span(), "enum values must be strings", None),
@@ -634,7 +658,11 @@ fn enum_values(ctx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>) -> Vec<String> {
 }
 
 /// Checks a default value against the field's type and constraints.
-fn check_default(ctx: &mut Ctx<'_>, field: &Field, v: &Spanned<DeValue<'_>>) -> Option<DefaultValue> {
+fn check_default(
+    ctx: &mut Ctx<'_>,
+    field: &Field,
+    v: &Spanned<DeValue<'_>>,
+) -> Option<DefaultValue> {
     let n = &field.name;
     let raw = v.get_ref();
     let bad = |ctx: &mut Ctx<'_>, msg: String, hint: Option<String>| {
@@ -647,19 +675,33 @@ fn check_default(ctx: &mut Ctx<'_>, field: &Field, v: &Spanned<DeValue<'_>>) -> 
                 return bad(ctx, format!("default of `{n}` must be a string"), None);
             };
             if field.ty == FieldType::Email && !is_email(s) {
-                return bad(ctx, format!("default of `{n}` is not an email address"), None);
+                return bad(
+                    ctx,
+                    format!("default of `{n}` is not an email address"),
+                    None,
+                );
             }
             if field.ty == FieldType::Url && !is_http_url(s) {
                 return bad(ctx, format!("default of `{n}` is not an http(s) URL"), None);
             }
             let len = u32::try_from(s.chars().count()).unwrap_or(u32::MAX);
-            if field.max_length.is_some_and(|m| len > m) || field.min_length.is_some_and(|m| len < m) {
-                return bad(ctx, format!("default of `{n}` violates its min_length/max_length"), None);
+            if field.max_length.is_some_and(|m| len > m)
+                || field.min_length.is_some_and(|m| len < m)
+            {
+                return bad(
+                    ctx,
+                    format!("default of `{n}` violates its min_length/max_length"),
+                    None,
+                );
             }
             if let Some(p) = &field.pattern
                 && regex::Regex::new(p).is_ok_and(|re| !re.is_match(s))
             {
-                return bad(ctx, format!("default of `{n}` does not match its pattern"), None);
+                return bad(
+                    ctx,
+                    format!("default of `{n}` does not match its pattern"),
+                    None,
+                );
             }
             Value::Text(s.to_owned())
         }
@@ -667,8 +709,12 @@ fn check_default(ctx: &mut Ctx<'_>, field: &Field, v: &Spanned<DeValue<'_>>) -> 
             let Some(i) = int_value(raw) else {
                 return bad(ctx, format!("default of `{n}` must be an integer"), None);
             };
-            if field.min.is_some_and(|m| matches!(m, Bound::Int(m) if i < m))
-                || field.max.is_some_and(|m| matches!(m, Bound::Int(m) if i > m))
+            if field
+                .min
+                .is_some_and(|m| matches!(m, Bound::Int(m) if i < m))
+                || field
+                    .max
+                    .is_some_and(|m| matches!(m, Bound::Int(m) if i > m))
             {
                 return bad(ctx, format!("default of `{n}` is outside min/max"), None);
             }
@@ -695,17 +741,41 @@ fn check_default(ctx: &mut Ctx<'_>, field: &Field, v: &Spanned<DeValue<'_>>) -> 
             Some("now") => return Some(DefaultValue::Now),
             Some(s) => match normalize_datetime(s) {
                 Some(t) => Value::Text(t),
-                None => return bad(ctx, format!("default of `{n}` is not an RFC 3339 date-time"), Some("use \"now\" or e.g. \"2026-01-01T00:00:00Z\"".into())),
+                None => {
+                    return bad(
+                        ctx,
+                        format!("default of `{n}` is not an RFC 3339 date-time"),
+                        Some("use \"now\" or e.g. \"2026-01-01T00:00:00Z\"".into()),
+                    );
+                }
             },
-            None => return bad(ctx, format!("default of `{n}` must be a string"), Some("use \"now\" or an RFC 3339 date-time in quotes".into())),
+            None => {
+                return bad(
+                    ctx,
+                    format!("default of `{n}` must be a string"),
+                    Some("use \"now\" or an RFC 3339 date-time in quotes".into()),
+                );
+            }
         },
         FieldType::Date => match raw.as_str() {
             Some("today") => return Some(DefaultValue::Today),
             Some(s) => match normalize_date(s) {
                 Some(d) => Value::Text(d),
-                None => return bad(ctx, format!("default of `{n}` is not a YYYY-MM-DD date"), Some("use \"today\" or e.g. \"2026-01-31\"".into())),
+                None => {
+                    return bad(
+                        ctx,
+                        format!("default of `{n}` is not a YYYY-MM-DD date"),
+                        Some("use \"today\" or e.g. \"2026-01-31\"".into()),
+                    );
+                }
             },
-            None => return bad(ctx, format!("default of `{n}` must be a string"), Some("use \"today\" or a date in quotes".into())),
+            None => {
+                return bad(
+                    ctx,
+                    format!("default of `{n}` must be a string"),
+                    Some("use \"today\" or a date in quotes".into()),
+                );
+            }
         },
         FieldType::Enum => match raw.as_str() {
             Some(s) if field.values.iter().any(|v| v == s) => Value::Text(s.to_owned()),
@@ -746,14 +816,20 @@ fn walk_indexes(
         ctx.err(
             v.span(),
             "`indexes` must be an array of tables",
-            Some(format!("write [[collections.{coll}.indexes]] then fields = [\"...\"]")),
+            Some(format!(
+                "write [[collections.{coll}.indexes]] then fields = [\"...\"]"
+            )),
         );
         return Vec::new();
     };
     let mut out: Vec<Index> = Vec::new();
     for item in items.iter() {
         let Some(t) = item.get_ref().as_table() else {
-            ctx.err(item.span(), "each index must be a table with `fields`", None);
+            ctx.err(
+                item.span(),
+                "each index must be a table with `fields`",
+                None,
+            );
             continue;
         };
         let mut fields = Vec::new();
@@ -764,7 +840,11 @@ fn walk_indexes(
                 "fields" => {
                     saw_fields = true;
                     let Some(arr) = value.get_ref().as_array() else {
-                        ctx.err(value.span(), "index `fields` must be an array of field names", None);
+                        ctx.err(
+                            value.span(),
+                            "index `fields` must be an array of field names",
+                            None,
+                        );
                         continue;
                     };
                     if arr.is_empty() {
@@ -775,7 +855,8 @@ fn walk_indexes(
                             ctx.err(f.span(), "index fields must be strings", None);
                             continue;
                         };
-                        let known = field_names.iter().any(|n| n == name) || SYSTEM_FIELDS.contains(&name);
+                        let known =
+                            field_names.iter().any(|n| n == name) || SYSTEM_FIELDS.contains(&name);
                         if !known {
                             let cands: Vec<&str> = field_names
                                 .iter()
@@ -788,7 +869,11 @@ fn walk_indexes(
                                 Some(unknown_key_hint(name, &cands)),
                             );
                         } else if fields.iter().any(|x: &String| x == name) {
-                            ctx.err(f.span(), format!("field `{name}` appears twice in one index"), None);
+                            ctx.err(
+                                f.span(),
+                                format!("field `{name}` appears twice in one index"),
+                                None,
+                            );
                         } else {
                             fields.push(name.to_owned());
                         }
@@ -803,7 +888,11 @@ fn walk_indexes(
             }
         }
         if !saw_fields {
-            ctx.err(item.span(), "index has no `fields`", Some("add fields = [\"...\"]".into()));
+            ctx.err(
+                item.span(),
+                "index has no `fields`",
+                Some("add fields = [\"...\"]".into()),
+            );
             continue;
         }
         let ix = Index { fields, unique };
@@ -826,7 +915,10 @@ fn check_relations(ctx: &mut Ctx<'_>, c: &Collection, names: &BTreeSet<String>, 
         }
         let span = relation_span(doc, &c.name, &field.name).unwrap_or(0..0);
         let hint = match did_you_mean(target, names.iter().map(String::as_str)) {
-            Some(m) => format!("did you mean \"{m}\"? declared collections: {}", join(names)),
+            Some(m) => format!(
+                "did you mean \"{m}\"? declared collections: {}",
+                join(names)
+            ),
             None => format!("declared collections: {}", join(names)),
         };
         ctx.err(
@@ -841,7 +933,11 @@ fn check_relations(ctx: &mut Ctx<'_>, c: &Collection, names: &BTreeSet<String>, 
 }
 
 fn join(names: &BTreeSet<String>) -> String {
-    names.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn relation_span(doc: &DeTable<'_>, coll: &str, field: &str) -> Option<Range<usize>> {
@@ -919,7 +1015,11 @@ name = { type = "text" }
         assert_eq!(d.len(), 5, "{d:#?}");
         assert_eq!((d[0].line, d[0].column), (2, 18));
         assert!(d[0].message.contains("unknown field type \"txt\""));
-        assert!(d[0].hint.as_deref().is_some_and(|h| h.contains("did you mean \"text\"")));
+        assert!(
+            d[0].hint
+                .as_deref()
+                .is_some_and(|h| h.contains("did you mean \"text\""))
+        );
         assert_eq!(d[1].line, 3);
         assert!(d[1].message.contains("not one of its values"));
         assert_eq!(d[2].line, 4);
@@ -962,9 +1062,20 @@ fields = ["nope"]
         );
         let msgs: Vec<&str> = d.iter().map(|x| x.message.as_str()).collect();
         assert_eq!(d.len(), 7, "{msgs:#?}");
-        assert!(d[0].hint.as_deref().is_some_and(|h| h.contains("did you mean `description`")));
-        assert!(d[1].hint.as_deref().is_some_and(|h| h.contains("did you mean `required`")));
-        assert!(msgs.iter().any(|m| m.contains("not a valid regular expression")));
+        assert!(
+            d[0].hint
+                .as_deref()
+                .is_some_and(|h| h.contains("did you mean `description`"))
+        );
+        assert!(
+            d[1].hint
+                .as_deref()
+                .is_some_and(|h| h.contains("did you mean `required`"))
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("not a valid regular expression"))
+        );
         assert!(msgs.iter().any(|m| m.contains("min is greater than max")));
         assert!(msgs.iter().any(|m| m.contains("cannot have a default")));
         assert!(msgs.iter().any(|m| m.contains("must be a table")));

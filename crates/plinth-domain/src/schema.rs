@@ -16,29 +16,9 @@ pub const SYSTEM_FIELDS: [&str; 4] = ["id", "created_at", "updated_at", "version
 /// Collection names that would clash with Plinth's own routes or with names
 /// later capabilities reserve (auth, tenants, admin console, ...).
 pub const RESERVED_COLLECTIONS: &[&str] = &[
-    "admin",
-    "api",
-    "api_keys",
-    "audit",
-    "auth",
-    "docs",
-    "events",
-    "files",
-    "healthz",
-    "jobs",
-    "me",
-    "metrics",
-    "openapi",
-    "problems",
-    "readyz",
-    "realtime",
-    "schema",
-    "search",
-    "sessions",
-    "system",
-    "tenants",
-    "users",
-    "webhooks",
+    "admin", "api", "api_keys", "audit", "auth", "docs", "events", "files", "healthz", "jobs",
+    "me", "metrics", "openapi", "problems", "readyz", "realtime", "schema", "search", "sessions",
+    "system", "tenants", "users", "webhooks",
 ];
 
 /// Longest collection or field name (PostgreSQL identifiers are at most 63 bytes).
@@ -303,14 +283,21 @@ mod tests {
     #[test]
     fn long_index_names_are_shortened_stably() {
         let ix = Index {
-            fields: vec!["a_very_long_field_name".into(), "another_long_field_name".into()],
+            fields: vec![
+                "a_very_long_field_name".into(),
+                "another_long_field_name".into(),
+            ],
             unique: false,
         };
         let n = ix.name("a_rather_long_collection_name");
         assert!(n.len() <= 63, "{n}");
         assert_eq!(n, ix.name("a_rather_long_collection_name"));
         assert_eq!(
-            Index { fields: vec!["status".into()], unique: true }.name("posts"),
+            Index {
+                fields: vec!["status".into()],
+                unique: true
+            }
+            .name("posts"),
             "posts_status_uidx"
         );
     }

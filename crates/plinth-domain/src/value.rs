@@ -63,9 +63,8 @@ pub fn is_valid_id(s: &str) -> bool {
     s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
 }
 
-const TS_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const TS_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]");
 
@@ -73,7 +72,8 @@ fn format_ts(t: OffsetDateTime) -> String {
     let t = t.to_offset(UtcOffset::UTC);
     // Formatting a valid UTC datetime with a fixed description cannot fail for
     // years 0..=9999, which is all RFC 3339 can express.
-    t.format(TS_FORMAT).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(TS_FORMAT)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// The current time in Plinth's canonical timestamp form

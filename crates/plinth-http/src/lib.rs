@@ -1,1 +1,332 @@
+//! Plinth's HTTP layer: the only crate that knows axum.
+//!
+//! The path of a request: `observe` middleware (request id, problem rendering,
+//! one log line) → CORS (if configured) → router → handler (`records`) →
+//! contract (validate) → store (one transaction) → JSON response.
 
+mod error;
+mod records;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use plinth_contract::Contract;
+use plinth_store::Store;
+
+pub use error::ApiError;
+use error::{ProblemDraft, draft_for_status, problem_body};
+
+static DOCS_HTML: &str = include_str!("../assets/docs.html");
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// HTTP settings (from flags / env in the binary).
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub max_body_bytes: usize,
+    /// Exact origins allowed for CORS; empty = CORS off.
+    pub cors_origins: Vec<String>,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Store,
+    pub(crate) contract: Arc<Contract>,
+    pub(crate) config: Arc<HttpConfig>,
+    openapi: Arc<Vec<u8>>,
+}
+
+/// A start-up configuration mistake (reported before listening).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid CORS origin {0:?}: use an exact origin like https://app.example.com")]
+    CorsOrigin(String),
+    #[error("the schema's JSON Schemas do not compile: {0}")]
+    Contract(String),
+}
+
+/// Builds the application router.
+pub fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError> {
+    let schema = store.schema().clone();
+    let contract = Contract::new(schema.clone()).map_err(ConfigError::Contract)?;
+    let openapi = serde_json::to_vec(&plinth_contract::openapi(&schema)).unwrap_or_default();
+    let cors = cors_layer(&config.cors_origins)?;
+    let state = AppState {
+        store,
+        contract: Arc::new(contract),
+        config: Arc::new(config),
+        openapi: Arc::new(openapi),
+    };
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/docs", get(docs))
+        .route("/v1/{collection}", get(records::list).post(records::create))
+        .route(
+            "/v1/{collection}/{id}",
+            get(records::get)
+                .patch(records::patch)
+                .delete(records::delete),
+        )
+        .fallback(not_found)
+        .with_state(state.clone());
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    Ok(router.layer(middleware::from_fn_with_state(state, observe)))
+}
+
+fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ConfigError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let mut list = Vec::new();
+    for o in origins {
+        let valid = (o.starts_with("https://") || o.starts_with("http://"))
+            && !o.ends_with('/')
+            && !o.contains('*')
+            && o.split("://")
+                .nth(1)
+                .is_some_and(|h| !h.is_empty() && !h.contains('/'));
+        let value = HeaderValue::from_str(o).ok().filter(|_| valid);
+        list.push(value.ok_or_else(|| ConfigError::CorsOrigin(o.clone()))?);
+    }
+    // Credentials are never allowed: Plinth authenticates with bearer
+    // tokens, so a wildcard or reflected origin never gains cookies.
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                REQUEST_ID,
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([REQUEST_ID, header::LOCATION, header::ETAG])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
+async fn healthz() -> Response {
+    json_ok(r#"{"status":"ok"}"#)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => json_ok(r#"{"status":"ready"}"#),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            ApiError::Unavailable.into_response()
+        }
+    }
+}
+
+fn json_ok(body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(state.openapi.as_ref().clone()),
+    )
+        .into_response()
+}
+
+async fn docs() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, DOCS_CSP),
+        ],
+        DOCS_HTML,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound("no such route".into()).into_response()
+}
+
+/// A client-supplied request id is kept if it is 1–128 visible safe characters.
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+/// The route template for logs and metrics: low-cardinality, never an id.
+fn route_template(state: &AppState, path: &str) -> String {
+    match path {
+        "/healthz" | "/readyz" | "/v1/openapi.json" | "/docs" => return path.to_owned(),
+        _ => {}
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let known = |c: &str| state.store.schema().collection(c).is_some();
+    match parts.as_slice() {
+        ["v1", c] if known(c) => format!("/v1/{c}"),
+        ["v1", c, _] if known(c) => format!("/v1/{c}/{{id}}"),
+        _ => "unmatched".to_owned(),
+    }
+}
+
+/// Request id, problem rendering, security headers and the request log line.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+
+    let mut res = next.run(req).await;
+
+    let status = res.status();
+    let draft = res.extensions_mut().remove::<ProblemDraft>();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if draft.is_some() || (status.as_u16() >= 400 && !is_problem) {
+        let draft = draft.unwrap_or_else(|| draft_for_status(status));
+        let body = problem_body(status, &draft, &path, &request_id);
+        let headers = std::mem::take(res.headers_mut());
+        let mut new = (
+            status,
+            Body::from(serde_json::to_vec(&body).unwrap_or_default()),
+        )
+            .into_response();
+        for (name, value) in &headers {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                new.headers_mut().append(name, value.clone());
+            }
+        }
+        new.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res = new;
+    }
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert(REQUEST_ID, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let route = route_template(&state, &path);
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(method = %method, route = %route, status = status.as_u16(), duration_ms, request_id = %request_id, "request");
+    } else {
+        tracing::info!(method = %method, route = %route, status = status.as_u16(), duration_ms, request_id = %request_id, "request");
+    }
+    res
+}
+
+/// Serves until SIGTERM/SIGINT, then stops accepting connections and lets
+/// in-flight requests finish for up to `drain`.
+pub async fn serve(listener: TcpListener, app: Router, drain: Duration) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining in-flight requests");
+        let _ = tx.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        res = &mut server => res,
+        () = async {
+            if rx.await.is_ok() {
+                tokio::time::sleep(drain).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(drain_secs = drain.as_secs(), "in-flight requests did not finish in time; exiting");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        let ok = HeaderValue::from_static("abc-123_x.y");
+        assert_eq!(valid_request_id(&ok).as_deref(), Some("abc-123_x.y"));
+        assert!(valid_request_id(&HeaderValue::from_static("has space")).is_none());
+        assert!(valid_request_id(&HeaderValue::from_static("")).is_none());
+        let long = HeaderValue::from_str(&"a".repeat(129)).expect("header");
+        assert!(valid_request_id(&long).is_none());
+    }
+
+    #[test]
+    fn cors_origins_are_exact() {
+        assert!(cors_layer(&["https://app.example.com".into()]).is_ok());
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "app.example.com",
+            "https://a.com/",
+            "https://",
+        ] {
+            assert!(cors_layer(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

@@ -57,10 +57,19 @@ fn column(field: &Field, dialect: Dialect) -> ColumnDef {
 fn create_table(c: &Collection, dialect: Dialect) -> String {
     let mut t = Table::create();
     t.table(Alias::new(&c.name))
-        .col(ColumnDef::new(Alias::new("id")).text().not_null().primary_key())
+        .col(
+            ColumnDef::new(Alias::new("id"))
+                .text()
+                .not_null()
+                .primary_key(),
+        )
         .col(ColumnDef::new(Alias::new("created_at")).text().not_null())
         .col(ColumnDef::new(Alias::new("updated_at")).text().not_null())
-        .col(ColumnDef::new(Alias::new("version")).big_integer().not_null());
+        .col(
+            ColumnDef::new(Alias::new("version"))
+                .big_integer()
+                .not_null(),
+        );
     for f in &c.fields {
         t.col(column(f, dialect));
     }
@@ -88,9 +97,7 @@ pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
     while !pending.is_empty() {
         let before = pending.len();
         pending.retain(|c| {
-            let ready = c
-                .relations()
-                .all(|(_, t)| t == c.name || done.contains(&t));
+            let ready = c.relations().all(|(_, t)| t == c.name || done.contains(&t));
             if ready {
                 out.push(create_table(c, dialect));
                 done.push(&c.name);
@@ -117,7 +124,10 @@ pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
         );
         // Relation columns are indexed: deletes of targets check them.
         for (f, _) in c.relations() {
-            let covered = c.indexes.iter().any(|ix| ix.fields.first() == Some(&f.name));
+            let covered = c
+                .indexes
+                .iter()
+                .any(|ix| ix.fields.first() == Some(&f.name));
             if !covered {
                 indexes.push(
                     Index::create()
@@ -166,13 +176,20 @@ post = { type = "relation", collection = "posts", required = true }
         )
         .expect("valid");
         let ddl = schema_ddl(&schema, Dialect::Sqlite);
-        let posts = ddl.iter().position(|s| s.starts_with("CREATE TABLE \"posts\""));
-        let comments = ddl.iter().position(|s| s.starts_with("CREATE TABLE \"comments\""));
+        let posts = ddl
+            .iter()
+            .position(|s| s.starts_with("CREATE TABLE \"posts\""));
+        let comments = ddl
+            .iter()
+            .position(|s| s.starts_with("CREATE TABLE \"comments\""));
         assert!(posts < comments, "{ddl:#?}");
         let all = ddl.join("\n");
         assert!(all.contains("\"title\" text NOT NULL"), "{all}");
         assert!(all.contains("'it''s'"), "enum literals are quoted: {all}");
-        assert!(all.contains("REFERENCES \"posts\" (\"id\") ON DELETE RESTRICT"), "{all}");
+        assert!(
+            all.contains("REFERENCES \"posts\" (\"id\") ON DELETE RESTRICT"),
+            "{all}"
+        );
         assert!(all.contains("CREATE INDEX \"comments_post_idx\""), "{all}");
     }
 }

@@ -57,7 +57,9 @@ impl std::ops::Deref for Pooled<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
         // Invariant: `conn` is Some until drop.
-        self.conn.as_ref().unwrap_or_else(|| unreachable!("pooled connection taken"))
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("pooled connection taken"))
     }
 }
 
@@ -205,9 +207,8 @@ impl Sqlite {
             ))
         })?;
         let path = config.data_dir.join(DB_FILE);
-        let mut writer = Connection::open(&path).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let mut writer = Connection::open(&path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         configure(&writer, false).map_err(map_err)?;
         let state = apply_or_compare(&mut writer, &schema)?;
         if let SchemaState::Differs(_) = state {
@@ -274,13 +275,12 @@ impl Sqlite {
                 .collect(),
         };
         let mut q = Query::insert();
-        q.into_table(col(&c.name))
-            .columns(
-                ["id", "created_at", "updated_at", "version"]
-                    .map(col)
-                    .into_iter()
-                    .chain(c.fields.iter().map(|f| col(&f.name))),
-            );
+        q.into_table(col(&c.name)).columns(
+            ["id", "created_at", "updated_at", "version"]
+                .map(col)
+                .into_iter()
+                .chain(c.fields.iter().map(|f| col(&f.name))),
+        );
         let mut exprs: Vec<Expr> = vec![
             Expr::val(record.id.as_str()),
             Expr::val(record.created_at.as_str()),

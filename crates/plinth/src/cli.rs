@@ -1,0 +1,224 @@
+//! Command-line interface: `check`, `serve`, `openapi`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use plinth_domain::{Report, Schema, parse_schema};
+use plinth_store::{SchemaState, SqliteConfig, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "plinth",
+    version,
+    about = "A production-ready backend in one binary: declare your data model, get a versioned REST API."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a schema file; print every mistake with its position and a hint.
+    Check(SchemaArgs),
+    /// Serve the API for a schema.
+    Serve(ServeArgs),
+    /// Print the OpenAPI 3.1 contract for a schema.
+    Openapi(SchemaArgs),
+}
+
+/// Flags every command that reads the schema takes.
+#[derive(Args)]
+struct SchemaArgs {
+    /// The schema file.
+    #[arg(long, env = "PLINTH_SCHEMA", default_value = "plinth.toml")]
+    schema: PathBuf,
+}
+
+/// Flags every command that touches data takes.
+#[derive(Args)]
+struct DataArgs {
+    #[command(flatten)]
+    schema: SchemaArgs,
+    /// Where the embedded database lives.
+    #[arg(long, env = "PLINTH_DATA_DIR", default_value = "./plinth-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "PLINTH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "PLINTH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Comma-separated exact origins allowed by CORS (empty: CORS off).
+    #[arg(
+        long,
+        env = "PLINTH_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    cors_origins: Vec<String>,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    #[arg(long, env = "PLINTH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    shutdown_timeout: u64,
+    /// Log format.
+    #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(a) => check(&a.schema),
+        Command::Openapi(a) => openapi(&a.schema),
+        Command::Serve(a) => serve(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads and checks the schema; on mistakes prints them and returns `None`.
+fn load_schema(path: &Path) -> Result<Option<Schema>> {
+    let src = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read schema file {}", path.display()))?;
+    match parse_schema(&src) {
+        Ok(s) => Ok(Some(s)),
+        Err(diagnostics) => {
+            let file = path.display().to_string();
+            eprintln!(
+                "{}",
+                Report {
+                    file: &file,
+                    diagnostics: &diagnostics
+                }
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn check(path: &Path) -> Result<ExitCode> {
+    Ok(match load_schema(path)? {
+        Some(s) => {
+            let fields: usize = s.collections.iter().map(|c| c.fields.len()).sum();
+            println!(
+                "{}: ok ({} collections, {fields} fields)",
+                path.display(),
+                s.collections.len()
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    })
+}
+
+fn openapi(path: &Path) -> Result<ExitCode> {
+    let Some(schema) = load_schema(path)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let doc = plinth_contract::openapi(&schema);
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLINTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let Some(schema) = load_schema(&args.data.schema.schema)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    init_logs(args.log_format);
+    let config = SqliteConfig {
+        data_dir: args.data.data_dir.clone(),
+        readers: std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 2)
+            .max(4),
+    };
+    let (store, state) = Store::open_sqlite(&config, Arc::new(schema))
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let store = match (store, state) {
+        (Some(store), state) => {
+            if state == SchemaState::Created {
+                tracing::info!(data_dir = %config.data_dir.display(), "applied the schema to a new database");
+            }
+            store
+        }
+        (None, SchemaState::Differs(diffs)) => {
+            eprintln!("error: the schema file differs from the schema applied to the database:");
+            for d in &diffs {
+                eprintln!("  - {d}");
+            }
+            eprintln!(
+                "Plinth never alters or drops data by itself. Restore the previous {} or use a new --data-dir.",
+                args.data.schema.schema.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        (None, _) => anyhow::bail!("the database could not be opened"),
+    };
+    let origins: Vec<String> = args
+        .cors_origins
+        .iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let app = plinth_http::app(
+        store,
+        plinth_http::HttpConfig {
+            max_body_bytes: args.max_body_bytes,
+            cors_origins: origins,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(addr = %addr, "listening");
+        plinth_http::serve(listener, app, Duration::from_secs(args.shutdown_timeout)).await?;
+        tracing::info!("shutdown complete");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -5,8 +5,10 @@
 //! crates build on it. See `docs/ARCHITECTURE.md`.
 
 pub mod diff;
+pub mod filter;
 pub mod parse;
 pub mod schema;
+pub mod sort;
 pub mod value;
 
 pub use diff::diff_schemas;

@@ -126,8 +126,15 @@ pub async fn list(
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
     let limit = parse_limit(query.as_deref())?;
-    let records = state.store.list(&c.name, limit).await?;
-    let items: Vec<Json> = records.iter().map(record_json).collect();
+    let query = plinth_store::ListQuery {
+        filter: None,
+        sort: plinth_domain::sort::Sort::newest_first(),
+        after: None,
+        limit,
+        total: false,
+    };
+    let page = state.store.list(&c.name, query).await?;
+    let items: Vec<Json> = page.records.iter().map(record_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
 
@@ -204,7 +211,7 @@ pub async fn delete(
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
     let id = record_id(&id)?;
-    state.store.delete(&c.name, &id).await?;
+    state.store.delete(&c.name, &id, None).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

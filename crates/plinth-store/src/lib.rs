@@ -13,6 +13,7 @@
 //! will be a second variant behind the same API.
 
 mod ddl;
+mod query;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 
 use plinth_domain::{Record, Schema, Value};
 
-pub use ddl::schema_ddl;
+pub use ddl::{Dialect, schema_ddl};
+pub use query::{ListQuery, Page};
 
 /// Errors a store operation can end in. Everything a client can cause has its
 /// own variant; `Internal` is a bug or a broken database.
@@ -123,17 +125,41 @@ impl Store {
         blocking(move || db.update(&c, &id, changes, expected_version)).await
     }
 
-    pub async fn delete(&self, collection: &str, id: &str) -> Result<()> {
+    /// Deletes a record; with `expected_version`, only if it is still at that version.
+    pub async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
         let db = self.inner.clone();
         let (c, id) = (collection.to_owned(), id.to_owned());
-        blocking(move || db.delete(&c, &id)).await
+        blocking(move || db.delete(&c, &id, expected_version)).await
     }
 
-    /// The newest `limit` records, newest first (ties broken by id).
-    pub async fn list(&self, collection: &str, limit: u32) -> Result<Vec<Record>> {
+    /// One page of records matching the query, in its order.
+    pub async fn list(&self, collection: &str, query: ListQuery) -> Result<Page> {
         let db = self.inner.clone();
         let c = collection.to_owned();
-        blocking(move || db.list(&c, limit)).await
+        blocking(move || db.list(&c, &query)).await
+    }
+
+    /// Records with the given ids (for expanding relations).
+    pub async fn get_many(&self, collection: &str, ids: Vec<String>) -> Result<Vec<Record>> {
+        let db = self.inner.clone();
+        let c = collection.to_owned();
+        blocking(move || db.get_many(&c, &ids)).await
+    }
+
+    /// The SQL of a list query and the database's plan for it.
+    pub async fn explain(
+        &self,
+        collection: &str,
+        query: ListQuery,
+    ) -> Result<(String, Vec<String>)> {
+        let db = self.inner.clone();
+        let c = collection.to_owned();
+        blocking(move || db.explain(&c, &query)).await
     }
 }
 

@@ -14,6 +14,7 @@ use sea_query::{
 use plinth_domain::{Collection, FieldType, Record, Schema, Value, diff_schemas};
 
 use crate::ddl::{Dialect, schema_ddl};
+use crate::query::{self, ListQuery, Page};
 use crate::{Result, SchemaState, SqliteConfig, StoreError};
 
 const DB_FILE: &str = "plinth.db";
@@ -397,7 +398,7 @@ impl Sqlite {
         Ok(record)
     }
 
-    pub(crate) fn delete(&self, coll: &str, id: &str) -> Result<()> {
+    pub(crate) fn delete(&self, coll: &str, id: &str, expected_version: Option<i64>) -> Result<()> {
         let c = self.collection(coll)?;
         let mut conn = lock(&self.writer)?;
         let tx = conn.transaction().map_err(map_err)?;
@@ -429,36 +430,107 @@ impl Sqlite {
                 }
             }
         }
-        let (sql, values) = Query::delete()
-            .from_table(col(&c.name))
-            .and_where(Expr::col(col("id")).eq(id))
-            .build(SqliteQueryBuilder);
+        let mut q = Query::delete();
+        q.from_table(col(&c.name))
+            .and_where(Expr::col(col("id")).eq(id));
+        if let Some(v) = expected_version {
+            q.and_where(Expr::col(col("version")).eq(v));
+        }
+        let (sql, values) = q.build(SqliteQueryBuilder);
         let n = tx
             .prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
             .map_err(map_err)?;
         if n == 0 {
-            return Err(StoreError::NotFound);
+            return match Self::fetch(&tx, c, id) {
+                Ok(_) => Err(StoreError::VersionMismatch),
+                Err(e) => Err(e),
+            };
         }
         tx.commit().map_err(map_err)?;
         Ok(())
     }
 
-    pub(crate) fn list(&self, coll: &str, limit: u32) -> Result<Vec<Record>> {
+    pub(crate) fn list(&self, coll: &str, query: &ListQuery) -> Result<Page> {
         let c = self.collection(coll)?;
+        let mut q = select_record(c);
+        query::apply(&mut q, query, Dialect::Sqlite);
+        let (sql, values) = q.build(SqliteQueryBuilder);
+        let conn = self.readers.get()?;
+        let mut records = {
+            let mut st = conn.prepare_cached(&sql).map_err(map_err)?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(params(&values)), |row| {
+                    read_record(c, row)
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map_err)?
+        };
+        let more = records.len() > query.limit as usize;
+        records.truncate(query.limit as usize);
+        let total = if query.total {
+            let mut q = Query::select();
+            q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
+            if let Some(f) = &query.filter {
+                q.cond_where(query::filter_condition(f));
+            }
+            let (sql, values) = q.build(SqliteQueryBuilder);
+            let n: i64 = conn
+                .prepare_cached(&sql)
+                .and_then(|mut st| {
+                    st.query_row(rusqlite::params_from_iter(params(&values)), |r| r.get(0))
+                })
+                .map_err(map_err)?;
+            Some(u64::try_from(n).unwrap_or(0))
+        } else {
+            None
+        };
+        Ok(Page {
+            records,
+            more,
+            total,
+        })
+    }
+
+    /// Records of `coll` with the given ids (any order; missing ids skipped).
+    pub(crate) fn get_many(&self, coll: &str, ids: &[String]) -> Result<Vec<Record>> {
+        let c = self.collection(coll)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let (sql, values) = select_record(c)
-            .order_by(col("created_at"), Order::Desc)
-            .order_by(col("id"), Order::Desc)
-            .limit(u64::from(limit))
+            .and_where(Expr::col(col("id")).is_in(ids.iter().map(String::as_str)))
             .build(SqliteQueryBuilder);
         let conn = self.readers.get()?;
-        let mut st = conn.prepare_cached(&sql).map_err(map_err)?;
+        let mut st = conn.prepare(&sql).map_err(map_err)?;
         let rows = st
             .query_map(rusqlite::params_from_iter(params(&values)), |row| {
                 read_record(c, row)
             })
             .map_err(map_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+    }
+
+    /// The SQL and SQLite's query plan for a list query.
+    pub(crate) fn explain(&self, coll: &str, query: &ListQuery) -> Result<(String, Vec<String>)> {
+        let c = self.collection(coll)?;
+        let mut q = select_record(c);
+        query::apply(&mut q, query, Dialect::Sqlite);
+        let (sql, values) = q.build(SqliteQueryBuilder);
+        let conn = self.readers.get()?;
+        let mut st = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(params(&values)), |row| {
+                row.get::<_, String>(3)
+            })
+            .map_err(map_err)?;
+        let plan = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
+        Ok((sql, plan))
     }
 }
 

@@ -235,3 +235,42 @@ pub fn record_schema(c: &Collection) -> Json {
     }
     s
 }
+
+/// A record in a list page: with `fields` only the selected fields are
+/// present, and with `expand` related records appear under `expand`.
+pub fn item_schema(c: &Collection) -> Json {
+    let mut s = record_schema(c);
+    if let Json::Object(m) = &mut s {
+        m.remove("required");
+        let mut expand = Map::new();
+        for (f, target) in c.relations() {
+            expand.insert(
+                f.name.clone(),
+                json!({"$ref": format!("#/components/schemas/{}Record", pascal(target))}),
+            );
+        }
+        if !expand.is_empty()
+            && let Some(Json::Object(props)) = m.get_mut("properties")
+        {
+            {
+                props.insert(
+                    "expand".into(),
+                    json!({
+                        "type": "object",
+                        "description": "Records of the relations named in `expand`.",
+                        "properties": expand,
+                        "additionalProperties": false
+                    }),
+                );
+            }
+        }
+        m.insert(
+            "description".into(),
+            json!(format!(
+                "A `{}` record; with `fields`, only the selected fields.",
+                c.name
+            )),
+        );
+    }
+    s
+}

@@ -4,7 +4,7 @@ use serde_json::{Map, Value as Json, json};
 
 use plinth_domain::{Collection, Schema};
 
-use crate::json_schema::{create_schema, pascal, patch_schema, record_schema};
+use crate::json_schema::{create_schema, item_schema, pascal, patch_schema, record_schema};
 
 /// Problem types Plinth answers with: (slug, status, title, description).
 pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
@@ -101,6 +101,48 @@ fn json_body(schema_ref: &str, description: &str) -> Json {
     })
 }
 
+fn with_etag_header(mut response: Json) -> Json {
+    response["headers"]["ETag"] = json!({"$ref": "#/components/headers/ETag"});
+    response
+}
+
+fn list_parameters(c: &Collection) -> Json {
+    let mut fields: Vec<String> = ["id", "created_at", "updated_at", "version"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    fields.extend(c.fields.iter().map(|f| f.name.clone()));
+    let relations: Vec<&str> = c.relations().map(|(f, _)| f.name.as_str()).collect();
+    let mut params = vec![
+        json!({"$ref": "#/components/parameters/Limit"}),
+        json!({
+            "name": "filter", "in": "query", "required": false,
+            "description": format!("A filter expression, e.g. `{} = \"x\" && created_at > \"2026-01-01T00:00:00Z\"`. Operators: = != > >= < <= ~ (contains), `in [..]`, null, && || ! and parentheses; see docs/querying.md. Fields: {}.", fields.get(4).map_or("id", String::as_str), fields.join(", ")),
+            "schema": {"type": "string", "maxLength": 4096}
+        }),
+        json!({
+            "name": "sort", "in": "query", "required": false,
+            "description": format!("Comma-separated fields, `-` for descending, e.g. `-created_at`. Ties are broken by id. Default `-created_at`. Fields: {}.", fields.join(", ")),
+            "schema": {"type": "string"}
+        }),
+        json!({"$ref": "#/components/parameters/Cursor"}),
+        json!({
+            "name": "fields", "in": "query", "required": false,
+            "description": format!("Comma-separated fields to return (default: all). Fields: {}.", fields.join(", ")),
+            "schema": {"type": "string"}
+        }),
+    ];
+    if !relations.is_empty() {
+        params.push(json!({
+            "name": "expand", "in": "query", "required": false,
+            "description": format!("Comma-separated relation fields whose records are inlined under `expand`. Relations: {}.", relations.join(", ")),
+            "schema": {"type": "string"}
+        }));
+    }
+    params.push(json!({"$ref": "#/components/parameters/Total"}));
+    Json::Array(params)
+}
+
 fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
     let n = &c.name;
     let p = pascal(n);
@@ -111,7 +153,7 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
         "description": "The record's id.",
         "schema": {"type": "string", "format": "uuid"}
     });
-    let mut created = json_body(&record, "Created.");
+    let mut created = with_etag_header(json_body(&record, "Created."));
     created["headers"]["Location"] = json!({
         "description": "URL of the new record.",
         "schema": {"type": "string", "format": "uri-reference"}
@@ -122,9 +164,9 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
             "get": {
                 "operationId": format!("{n}.list"),
                 "summary": format!("List {n}"),
-                "description": "Records newest first (by created_at, then id).",
+                "description": "One page of records matching `filter`, in `sort` order (default newest first). Follow `next_cursor` for the next page.",
                 "tags": tag,
-                "parameters": [{"$ref": "#/components/parameters/Limit"}],
+                "parameters": list_parameters(c),
                 "responses": responses(("200", json_body(&format!("#/components/schemas/{p}List"), "A page of records.")), &["bad-request"]),
             },
             "post": {
@@ -140,6 +182,14 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
         }),
     );
     let patch_body = json!({"$ref": format!("#/components/schemas/{p}Patch")});
+    let mut get_responses = responses(
+        ("200", with_etag_header(json_body(&record, "The record."))),
+        &["not-found", "precondition-failed"],
+    );
+    get_responses["304"] = json!({
+        "description": "Not modified: If-None-Match matched the current ETag.",
+        "headers": {"ETag": {"$ref": "#/components/headers/ETag"}, "X-Request-Id": request_id_header()}
+    });
     paths.insert(
         format!("/v1/{n}/{{id}}"),
         json!({
@@ -148,13 +198,15 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
                 "operationId": format!("{n}.get"),
                 "summary": format!("Get a record of {n}"),
                 "tags": tag,
-                "responses": responses(("200", json_body(&record, "The record.")), &["not-found"]),
+                "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}, {"$ref": "#/components/parameters/IfMatch"}],
+                "responses": get_responses,
             },
             "patch": {
                 "operationId": format!("{n}.update"),
                 "summary": format!("Update a record of {n}"),
                 "description": "A JSON merge patch (RFC 7396): only the fields sent change; null clears an optional field; json fields are merged.",
                 "tags": tag,
+                "parameters": [{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/IfNoneMatch"}],
                 "requestBody": {
                     "required": true,
                     "content": {
@@ -162,13 +214,14 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
                         "application/json": {"schema": patch_body}
                     }
                 },
-                "responses": responses(("200", json_body(&record, "The updated record.")), &["bad-request", "not-found", "conflict", "payload-too-large", "unsupported-media-type", "validation"]),
+                "responses": responses(("200", with_etag_header(json_body(&record, "The updated record."))), &["bad-request", "not-found", "conflict", "precondition-failed", "payload-too-large", "unsupported-media-type", "validation"]),
             },
             "delete": {
                 "operationId": format!("{n}.delete"),
                 "summary": format!("Delete a record of {n}"),
                 "tags": tag,
-                "responses": responses(("204", json!({"description": "Deleted.", "headers": {"X-Request-Id": request_id_header()}})), &["not-found", "conflict"]),
+                "parameters": [{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/IfNoneMatch"}],
+                "responses": responses(("204", json!({"description": "Deleted.", "headers": {"X-Request-Id": request_id_header()}})), &["not-found", "conflict", "precondition-failed"]),
             }
         }),
     );
@@ -238,13 +291,18 @@ fn components(schema: &Schema) -> Json {
         schemas.insert(format!("{p}Create"), create_schema(c));
         schemas.insert(format!("{p}Patch"), patch_schema(c));
         schemas.insert(format!("{p}Record"), record_schema(c));
+        schemas.insert(format!("{p}Item"), item_schema(c));
         schemas.insert(
             format!("{p}List"),
             json!({
                 "type": "object",
-                "required": ["items"],
+                "required": ["items", "next_cursor"],
                 "additionalProperties": false,
-                "properties": {"items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{p}Record")}}}
+                "properties": {
+                    "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{p}Item")}},
+                    "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor` (with the same filter and sort) for the next page; null on the last page."},
+                    "total": {"type": "integer", "minimum": 0, "description": "Records matching the filter; only with `total=true` (costs a count over the matches)."}
+                }
             }),
         );
     }
@@ -310,9 +368,33 @@ fn components(schema: &Schema) -> Json {
                 "name": "limit", "in": "query", "required": false,
                 "description": "Page size.",
                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}
+            },
+            "Cursor": {
+                "name": "cursor", "in": "query", "required": false,
+                "description": "The `next_cursor` of the previous page. Opaque and tamper-proof; valid only with the same filter and sort.",
+                "schema": {"type": "string"}
+            },
+            "Total": {
+                "name": "total", "in": "query", "required": false,
+                "description": "Also return `total`, the number of matching records (a count over all matches: costly on large collections).",
+                "schema": {"type": "boolean", "default": false}
+            },
+            "IfMatch": {
+                "name": "If-Match", "in": "header", "required": false,
+                "description": "Only act if the record's current ETag is listed (strong comparison; `*` matches any existing record).",
+                "schema": {"type": "string"}
+            },
+            "IfNoneMatch": {
+                "name": "If-None-Match", "in": "header", "required": false,
+                "description": "On GET, answer 304 if the record's ETag is listed; on writes, fail with 412 if it is.",
+                "schema": {"type": "string"}
             }
         },
         "headers": {
+            "ETag": {
+                "description": "Strong entity tag of the record's current version.",
+                "schema": {"type": "string"}
+            },
             "RequestId": {
                 "description": "The request id: the client's X-Request-Id if valid, else generated.",
                 "schema": {"type": "string"}

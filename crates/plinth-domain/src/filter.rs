@@ -654,6 +654,12 @@ fn type_literal(
     }
 }
 
+fn with_article(ty: FieldType) -> String {
+    let name = ty.as_str();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {name}")
+}
+
 /// Types a parsed filter against `c`.
 pub fn check_filter(c: &Collection, e: &Expr) -> Result<Filter, FilterError> {
     Ok(match e {

@@ -24,6 +24,7 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     UnsupportedMediaType(String),
     Validation(Vec<FieldError>),
+    PreconditionFailed(String),
     Unavailable,
     Internal,
 }
@@ -87,6 +88,9 @@ impl ApiError {
                         errors,
                     },
                 )
+            }
+            ApiError::PreconditionFailed(m) => {
+                (StatusCode::PRECONDITION_FAILED, d("precondition-failed", m))
             }
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

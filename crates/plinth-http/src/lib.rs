@@ -4,6 +4,7 @@
 //! one log line) → CORS (if configured) → router → handler (`records`) →
 //! contract (validate) → store (one transaction) → JSON response.
 
+mod cursor;
 mod error;
 mod records;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub(crate) store: Store,
     pub(crate) contract: Arc<Contract>,
     pub(crate) config: Arc<HttpConfig>,
+    /// Key of the cursor MACs, shared through the database.
+    pub(crate) cursor_secret: Arc<Vec<u8>>,
     openapi: Arc<Vec<u8>>,
 }
 
@@ -54,10 +57,13 @@ pub enum ConfigError {
     CorsOrigin(String),
     #[error("the schema's JSON Schemas do not compile: {0}")]
     Contract(String),
+    #[error("cannot read the server secret from the database: {0}")]
+    Secret(plinth_store::StoreError),
 }
 
 /// Builds the application router.
-pub fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError> {
+pub async fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError> {
+    let cursor_secret = store.secret("cursor").await.map_err(ConfigError::Secret)?;
     let schema = store.schema().clone();
     let contract = Contract::new(schema.clone()).map_err(ConfigError::Contract)?;
     let openapi = serde_json::to_vec(&plinth_contract::openapi(&schema)).unwrap_or_default();
@@ -66,6 +72,7 @@ pub fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError> {
         store,
         contract: Arc::new(contract),
         config: Arc::new(config),
+        cursor_secret: Arc::new(cursor_secret),
         openapi: Arc::new(openapi),
     };
     let mut router = Router::new()

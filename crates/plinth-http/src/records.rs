@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 
 use plinth_contract::record_json;
-use plinth_domain::Collection;
+use plinth_domain::{Collection, filter, sort};
 use plinth_store::StoreError;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, cursor};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -91,32 +91,101 @@ async fn read_json(body: Body, limit: usize) -> Result<Json, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
 }
 
-/// `limit` query parameter: 1..=200, default 20. Other parameters are ignored.
-fn parse_limit(query: Option<&str>) -> Result<u32, ApiError> {
+/// The parameters of `GET /v1/{collection}`.
+#[derive(Debug, Default, PartialEq)]
+struct ListParams {
+    limit: Option<String>,
+    filter: Option<String>,
+    sort: Option<String>,
+    cursor: Option<String>,
+    fields: Option<String>,
+    expand: Option<String>,
+    total: Option<String>,
+}
+
+const LIST_PARAMS: &str = "limit, filter, sort, cursor, fields, expand, total";
+
+fn parse_list_params(query: Option<&str>) -> Result<ListParams, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))?;
-    let mut limit = None;
+    let mut p = ListParams::default();
     for (k, v) in pairs {
-        if k == "limit" {
-            if limit.is_some() {
-                return Err(ApiError::BadRequest(
-                    "`limit` is given more than once".into(),
-                ));
-            }
-            let n: u32 = v.parse().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "`limit` must be an integer from 1 to 200, not {v:?}"
-                ))
-            })?;
-            if !(1..=200).contains(&n) {
+        let slot = match k.as_str() {
+            "limit" => &mut p.limit,
+            "filter" => &mut p.filter,
+            "sort" => &mut p.sort,
+            "cursor" => &mut p.cursor,
+            "fields" => &mut p.fields,
+            "expand" => &mut p.expand,
+            "total" => &mut p.total,
+            other => {
                 return Err(ApiError::BadRequest(format!(
-                    "`limit` must be from 1 to 200, not {n}"
+                    "unknown query parameter `{other}`; this route takes {LIST_PARAMS}"
                 )));
             }
-            limit = Some(n);
+        };
+        if slot.is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "`{k}` is given more than once"
+            )));
+        }
+        *slot = Some(v);
+    }
+    Ok(p)
+}
+
+/// `limit`: 1..=200, default 20.
+fn parse_limit(v: Option<&str>) -> Result<u32, ApiError> {
+    let Some(v) = v else { return Ok(20) };
+    let n: u32 = v.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "`limit` must be an integer from 1 to 200, not {v:?}"
+        ))
+    })?;
+    if !(1..=200).contains(&n) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be from 1 to 200, not {n}"
+        )));
+    }
+    Ok(n)
+}
+
+fn parse_bool(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    match v {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "`{name}` must be true or false, not {other:?}"
+        ))),
+    }
+}
+
+/// A comma-separated list of names, each checked by `check`.
+fn name_list(
+    name: &str,
+    v: Option<&str>,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    let mut out: Vec<String> = Vec::new();
+    for part in v.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(ApiError::BadRequest(format!("`{name}` has an empty entry")));
+        }
+        check(part).map_err(|m| ApiError::BadRequest(format!("`{name}`: {m}")))?;
+        if !out.iter().any(|x| x == part) {
+            out.push(part.to_owned());
         }
     }
-    Ok(limit.unwrap_or(20))
+    Ok(Some(out))
+}
+
+fn query_error(param: &str, e: &plinth_domain::filter::FilterError) -> ApiError {
+    ApiError::BadRequest(format!(
+        "`{param}` at position {}: {}",
+        e.position, e.message
+    ))
 }
 
 pub async fn list(
@@ -125,17 +194,115 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
-    let limit = parse_limit(query.as_deref())?;
-    let query = plinth_store::ListQuery {
-        filter: None,
-        sort: plinth_domain::sort::Sort::newest_first(),
-        after: None,
-        limit,
-        total: false,
+    let p = parse_list_params(query.as_deref())?;
+    let limit = parse_limit(p.limit.as_deref())?;
+    let total = parse_bool("total", p.total.as_deref())?;
+    let filter = match p.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        None => None,
+        Some(text) => {
+            let expr = filter::parse_filter(text).map_err(|e| query_error("filter", &e))?;
+            Some(filter::check_filter(c, &expr).map_err(|e| query_error("filter", &e))?)
+        }
     };
-    let page = state.store.list(&c.name, query).await?;
-    let items: Vec<Json> = page.records.iter().map(record_json).collect();
-    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+    let sort = sort::parse_sort(c, p.sort.as_deref().unwrap_or(""))
+        .map_err(|e| query_error("sort", &e))?;
+    let fields = name_list("fields", p.fields.as_deref(), |f| {
+        if filter::field_type(c, f).is_some() {
+            Ok(())
+        } else {
+            Err(format!("`{}` has no field `{f}`", c.name))
+        }
+    })?;
+    let expand = name_list("expand", p.expand.as_deref(), |f| match c.field(f) {
+        Some(field) if field.collection.is_some() => Ok(()),
+        Some(_) => Err(format!("`{f}` is not a relation field")),
+        None => Err(format!("`{}` has no field `{f}`", c.name)),
+    })?;
+    // The cursor is bound to the collection, filter and sort it came from.
+    let filter_text = p.filter.as_deref().map(str::trim).unwrap_or("");
+    let qhash = cursor::query_hash(&c.name, filter_text, &sort);
+    let after = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(token) => Some(cursor::decode(&state.cursor_secret, &qhash, &sort, token).map_err(|e| {
+            ApiError::BadRequest(match e {
+                cursor::CursorError::Malformed => "`cursor` is not a cursor this server issued".into(),
+                cursor::CursorError::OtherQuery => {
+                    "`cursor` belongs to another filter or sort; send the same filter and sort as the request that returned it".into()
+                }
+            })
+        })?),
+    };
+    let page = state
+        .store
+        .list(
+            &c.name,
+            plinth_store::ListQuery {
+                filter,
+                sort: sort.clone(),
+                after,
+                limit,
+                total,
+            },
+        )
+        .await?;
+    let next_cursor = match (page.more, page.records.last()) {
+        (true, Some(last)) => Json::String(cursor::encode(
+            &state.cursor_secret,
+            &qhash,
+            &sort.key_of(last),
+        )),
+        _ => Json::Null,
+    };
+    let mut items: Vec<Json> = page.records.iter().map(record_json).collect();
+    if let Some(expand) = &expand {
+        expand_relations(&state, c, &page.records, expand, &mut items).await?;
+    }
+    if let Some(fields) = &fields {
+        for item in &mut items {
+            if let Json::Object(m) = item {
+                m.retain(|k, _| k == "expand" || fields.iter().any(|f| f == k));
+            }
+        }
+    }
+    let mut body = json!({ "items": items, "next_cursor": next_cursor });
+    if let Some(t) = page.total {
+        body["total"] = json!(t);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Adds `"expand": {"<field>": <record>}` to each item (one query per field).
+async fn expand_relations(
+    state: &AppState,
+    c: &Collection,
+    records: &[plinth_domain::Record],
+    fields: &[String],
+    items: &mut [Json],
+) -> Result<(), ApiError> {
+    for name in fields {
+        let Some(target) = c.field(name).and_then(|f| f.collection.clone()) else {
+            continue;
+        };
+        let mut ids: Vec<String> = records
+            .iter()
+            .filter_map(|r| r.get(name).and_then(|v| v.as_str()).map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let related = state.store.get_many(&target, ids).await?;
+        for (record, item) in records.iter().zip(items.iter_mut()) {
+            let Some(id) = record.get(name).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if let Some(r) = related.iter().find(|r| r.id == id)
+                && let Json::Object(m) = item
+            {
+                let e = m.entry("expand").or_insert_with(|| json!({}));
+                e[name.as_str()] = record_json(r);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn create(
@@ -152,21 +319,108 @@ pub async fn create(
         .validate_create(c, &input)
         .map_err(ApiError::Validation)?;
     let record = state.store.insert(&c.name, fields).await?;
-    let mut r = json_response(StatusCode::CREATED, &record_json(&record));
+    let mut r = with_etag(
+        json_response(StatusCode::CREATED, &record_json(&record)),
+        &record,
+    );
     if let Ok(loc) = format!("/v1/{}/{}", c.name, record.id).parse() {
         r.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(r)
 }
 
+/// The entity tags listed in a conditional header (`*` is kept as is).
+fn entity_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut seen = false;
+    for v in headers.get_all(name) {
+        seen = true;
+        let s = v.to_str().unwrap_or("");
+        out.extend(
+            s.split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        );
+    }
+    seen.then_some(out)
+}
+
+/// If-Match uses strong comparison: weak tags never match (RFC 9110 §13.1.1).
+fn if_match_holds(tags: &[String], etag: &str) -> bool {
+    tags.iter().any(|t| t == "*" || t == etag)
+}
+
+/// If-None-Match uses weak comparison (RFC 9110 §13.1.2).
+fn if_none_match_matches(tags: &[String], etag: &str) -> bool {
+    tags.iter()
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+fn with_etag(mut r: Response, record: &plinth_domain::Record) -> Response {
+    if let Ok(v) = record.etag().parse() {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// Checks If-Match / If-None-Match of an unsafe request against the current
+/// record (RFC 9110 §13.2.2); on success returns the version the write must
+/// still find, if the client made it conditional.
+fn preconditions(
+    headers: &HeaderMap,
+    current: &plinth_domain::Record,
+) -> Result<Option<i64>, ApiError> {
+    let etag = current.etag();
+    let mut conditional = false;
+    if let Some(tags) = entity_tags(headers, header::IF_MATCH) {
+        if !if_match_holds(&tags, &etag) {
+            return Err(ApiError::PreconditionFailed(format!(
+                "If-Match does not match the record's current ETag {etag}; fetch it again and retry"
+            )));
+        }
+        conditional = true;
+    }
+    if let Some(tags) = entity_tags(headers, header::IF_NONE_MATCH) {
+        if if_none_match_matches(&tags, &etag) {
+            return Err(ApiError::PreconditionFailed(
+                "If-None-Match matches the record's current ETag".into(),
+            ));
+        }
+        conditional = true;
+    }
+    Ok(conditional.then_some(current.version))
+}
+
+fn changed_since() -> ApiError {
+    ApiError::PreconditionFailed(
+        "the record changed since the precondition was checked; fetch it again and retry".into(),
+    )
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
     let id = record_id(&id)?;
     let record = state.store.get(&c.name, &id).await?;
-    Ok(json_response(StatusCode::OK, &record_json(&record)))
+    if let Some(tags) = entity_tags(&headers, header::IF_MATCH)
+        && !if_match_holds(&tags, &record.etag())
+    {
+        return Err(ApiError::PreconditionFailed(
+            "If-Match does not match the record's current ETag".into(),
+        ));
+    }
+    if let Some(tags) = entity_tags(&headers, header::IF_NONE_MATCH)
+        && if_none_match_matches(&tags, &record.etag())
+    {
+        return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &record));
+    }
+    Ok(with_etag(
+        json_response(StatusCode::OK, &record_json(&record)),
+        &record,
+    ))
 }
 
 /// How often a merge patch is retried when a concurrent write wins the race.
@@ -184,20 +438,33 @@ pub async fn patch(
     let patch = read_json(body, state.config.max_body_bytes).await?;
     for _ in 0..PATCH_ATTEMPTS {
         let current = state.store.get(&c.name, &id).await?;
+        let conditional = preconditions(&headers, &current)?;
         let changes = state
             .contract
             .apply_patch(c, &current, &patch)
             .map_err(ApiError::Validation)?;
         if changes.is_empty() {
             // An empty merge patch changes nothing (RFC 7396).
-            return Ok(json_response(StatusCode::OK, &record_json(&current)));
+            return Ok(with_etag(
+                json_response(StatusCode::OK, &record_json(&current)),
+                &current,
+            ));
         }
         match state
             .store
             .update(&c.name, &id, changes, current.version)
             .await
         {
-            Ok(record) => return Ok(json_response(StatusCode::OK, &record_json(&record))),
+            Ok(record) => {
+                return Ok(with_etag(
+                    json_response(StatusCode::OK, &record_json(&record)),
+                    &record,
+                ));
+            }
+            // A conditional write must not be re-applied to a newer version.
+            Err(StoreError::VersionMismatch) if conditional.is_some() => {
+                return Err(changed_since());
+            }
             Err(StoreError::VersionMismatch) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -208,11 +475,22 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
     let id = record_id(&id)?;
-    state.store.delete(&c.name, &id, None).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let expected =
+        if headers.contains_key(header::IF_MATCH) || headers.contains_key(header::IF_NONE_MATCH) {
+            let current = state.store.get(&c.name, &id).await?;
+            preconditions(&headers, &current)?
+        } else {
+            None
+        };
+    match state.store.delete(&c.name, &id, expected).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(StoreError::VersionMismatch) => Err(changed_since()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -222,17 +500,19 @@ mod tests {
     #[test]
     fn limit_parsing() {
         assert_eq!(parse_limit(None).ok(), Some(20));
-        assert_eq!(parse_limit(Some("limit=200")).ok(), Some(200));
-        assert_eq!(parse_limit(Some("other=x&limit=1")).ok(), Some(1));
-        for bad in [
-            "limit=0",
-            "limit=201",
-            "limit=abc",
-            "limit=-1",
-            "limit=1&limit=2",
-            "limit=",
-        ] {
+        assert_eq!(parse_limit(Some("200")).ok(), Some(200));
+        for bad in ["0", "201", "abc", "-1", ""] {
             assert!(parse_limit(Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn list_params() {
+        let p =
+            parse_list_params(Some("limit=5&filter=views%20%3E%201&sort=-title")).expect("valid");
+        assert_eq!(p.limit.as_deref(), Some("5"));
+        assert_eq!(p.filter.as_deref(), Some("views > 1"));
+        assert!(parse_list_params(Some("fitler=x")).is_err());
+        assert!(parse_list_params(Some("limit=1&limit=2")).is_err());
     }
 }

@@ -90,6 +90,13 @@ impl Store {
         self.inner.schema()
     }
 
+    /// A random secret shared by every process on this database (created on first use).
+    pub async fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let db = self.inner.clone();
+        let name = name.to_owned();
+        blocking(move || db.secret(&name)).await
+    }
+
     /// Checks the database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
         let db = self.inner.clone();

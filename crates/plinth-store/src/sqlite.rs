@@ -19,6 +19,7 @@ use crate::{Result, SchemaState, SqliteConfig, StoreError};
 
 const DB_FILE: &str = "plinth.db";
 const SCHEMA_TABLE: &str = "_plinth_schema";
+const META_TABLE: &str = "_plinth_meta";
 
 pub(crate) struct Sqlite {
     schema: Arc<Schema>,
@@ -246,6 +247,36 @@ impl Sqlite {
         self.schema
             .collection(name)
             .ok_or_else(|| StoreError::UnknownCollection(name.to_owned()))
+    }
+
+    /// A random 32-byte secret named `name`, created on first use and kept
+    /// in the database so every process on it shares it.
+    pub(crate) fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh)
+            .map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
+        let conn = lock(&self.writer)?;
+        let (sql, values) = Query::insert()
+            .into_table(col(META_TABLE))
+            .columns(["key", "value"].map(col))
+            .values_panic([Expr::val(name), Expr::val(fresh.to_vec())])
+            .on_conflict(
+                sea_query::OnConflict::column(col("key"))
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .build(SqliteQueryBuilder);
+        conn.execute(&sql, rusqlite::params_from_iter(params(&values)))
+            .map_err(map_err)?;
+        let (sql, values) = Query::select()
+            .column(col("value"))
+            .from(col(META_TABLE))
+            .and_where(Expr::col(col("key")).eq(name))
+            .build(SqliteQueryBuilder);
+        conn.query_row(&sql, rusqlite::params_from_iter(params(&values)), |r| {
+            r.get(0)
+        })
+        .map_err(map_err)
     }
 
     pub(crate) fn ping(&self) -> Result<()> {
@@ -543,6 +574,10 @@ fn apply_or_compare(conn: &mut Connection, schema: &Schema) -> Result<SchemaStat
             applied_at TEXT NOT NULL,
             schema TEXT NOT NULL
         )"
+    ))
+    .map_err(map_err)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
     ))
     .map_err(map_err)?;
     let (sql, values) = Query::select()

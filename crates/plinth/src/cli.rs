@@ -199,18 +199,19 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .map(|o| o.trim().to_owned())
         .filter(|o| !o.is_empty())
         .collect();
-    let app = plinth_http::app(
-        store,
-        plinth_http::HttpConfig {
-            max_body_bytes: args.max_body_bytes,
-            cors_origins: origins,
-        },
-    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let app = plinth_http::app(
+            store,
+            plinth_http::HttpConfig {
+                max_body_bytes: args.max_body_bytes,
+                cors_origins: origins,
+            },
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;

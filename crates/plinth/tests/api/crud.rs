@@ -118,15 +118,29 @@ async fn patch_merges_fields_and_bumps_version() {
         .ok();
     assert_eq!(patched["id"], rec["id"]);
     assert_eq!(patched["title"], json!("After"));
-    assert_eq!(patched["body"], json!(null), "null clears an optional field");
-    assert_eq!(patched["views"], json!(7), "fields not in the patch are kept");
+    assert_eq!(
+        patched["body"],
+        json!(null),
+        "null clears an optional field"
+    );
+    assert_eq!(
+        patched["views"],
+        json!(7),
+        "fields not in the patch are kept"
+    );
     assert_eq!(patched["status"], json!("draft"));
     assert_eq!(patched["version"], json!(2));
-    assert_eq!(patched["created_at"], rec["created_at"], "created_at unchanged");
+    assert_eq!(
+        patched["created_at"], rec["created_at"],
+        "created_at unchanged"
+    );
     let before = rec["updated_at"].as_str().expect("updated_at");
     let after = patched["updated_at"].as_str().expect("updated_at");
     assert!(is_timestamp(after), "updated_at format: {after}");
-    assert!(after > before, "updated_at moves forward: {before} -> {after}");
+    assert!(
+        after > before,
+        "updated_at moves forward: {before} -> {after}"
+    );
 
     // The change is stored.
     let got = s.get(&path).await.ok();
@@ -195,9 +209,19 @@ async fn list_is_newest_first_with_default_and_explicit_limit() {
     let body = r.ok();
     let items = body["items"].as_array().expect("items array");
     assert_eq!(items.len(), 20, "default limit is 20");
-    let got: Vec<&str> = items.iter().map(|i| i["id"].as_str().expect("id")).collect();
-    assert_eq!(got, ids[..20].iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(items[0]["title"], json!("post 24"), "full records are listed");
+    let got: Vec<&str> = items
+        .iter()
+        .map(|i| i["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        got,
+        ids[..20].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        items[0]["title"],
+        json!("post 24"),
+        "full records are listed"
+    );
     assert_eq!(items[0]["version"], json!(1));
 
     let body = s.get("/v1/posts?limit=5").await.ok();

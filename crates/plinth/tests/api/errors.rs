@@ -49,6 +49,16 @@ async fn body_over_max_body_bytes_is_413() {
     assert!(serde_json::to_vec(&small).expect("json").len() < 1024);
     let rec = s.create("posts", &small).await;
 
+    // Exactly the limit is accepted, one byte more is not.
+    let r = s
+        .send_raw_json(Method::POST, "/v1/posts", &body_of_len(1024))
+        .await;
+    r.expect_status(201);
+    let r = s
+        .send_raw_json(Method::POST, "/v1/posts", &body_of_len(1025))
+        .await;
+    assert_problem(&r, 413, "payload-too-large");
+
     let big = json!({ "title": "t", "body": "x".repeat(2000) });
     let r = s.post("/v1/posts", &big).await;
     assert_problem(&r, 413, "payload-too-large");
@@ -61,8 +71,32 @@ async fn body_over_max_body_bytes_is_413() {
     let r = s.post("/v1/posts", &huge).await;
     assert_problem(&r, 413, "payload-too-large");
 
-    assert_eq!(s.count("posts").await, 1);
+    assert_eq!(s.count("posts").await, 2);
     assert_eq!(s.get(&item("posts", &rec)).await.ok(), rec);
+}
+
+/// A valid create body of exactly `len` bytes.
+fn body_of_len(len: usize) -> String {
+    let overhead = r#"{"title":"t","body":""}"#.len();
+    let b = format!(r#"{{"title":"t","body":"{}"}}"#, "x".repeat(len - overhead));
+    assert_eq!(b.len(), len);
+    b
+}
+
+#[tokio::test]
+async fn default_body_limit_is_one_mebibyte() {
+    let env = Env::new();
+    let s = env.start().await;
+    let r = s
+        .send_raw_json(Method::POST, "/v1/posts", &body_of_len(1024 * 1024))
+        .await;
+    let rec = r.created();
+    assert_eq!(rec["body"].as_str().map(str::len), Some(1024 * 1024 - 23));
+    let r = s
+        .send_raw_json(Method::POST, "/v1/posts", &body_of_len(1024 * 1024 + 1))
+        .await;
+    assert_problem(&r, 413, "payload-too-large");
+    assert_eq!(s.count("posts").await, 1);
 }
 
 #[tokio::test]
@@ -166,7 +200,9 @@ async fn unknown_field_is_422() {
         .await;
     assert_invalid(&r, "nope", &["unknown_field"]);
     let rec = s.create_post("p").await;
-    let r = s.patch(&item("posts", &rec), &json!({ "Title": "x" })).await;
+    let r = s
+        .patch(&item("posts", &rec), &json!({ "Title": "x" }))
+        .await;
     assert_invalid(&r, "Title", &["unknown_field"]);
     assert_eq!(s.count("posts").await, 1);
 }
@@ -206,7 +242,9 @@ async fn wrong_json_type_is_422() {
         assert_invalid(&r, "title", &["type"]);
     }
     let rec = s.create_post("p").await;
-    let r = s.patch(&item("posts", &rec), &json!({ "featured": "no" })).await;
+    let r = s
+        .patch(&item("posts", &rec), &json!({ "featured": "no" }))
+        .await;
     assert_invalid(&r, "featured", &["type"]);
 }
 
@@ -244,7 +282,9 @@ async fn delete_of_referenced_record_is_409() {
     assert_problem(&r, 409, "conflict");
     assert_eq!(s.get(&item("posts", &post)).await.ok(), post);
 
-    s.delete(&item("comments", &comment)).await.expect_status(204);
+    s.delete(&item("comments", &comment))
+        .await
+        .expect_status(204);
     s.delete(&item("posts", &post)).await.expect_status(204);
 }
 
@@ -363,7 +403,12 @@ async fn odd_inputs_never_cause_a_server_error() {
             &format!(r#"{{"title":"deep","meta":{deep}}}"#),
         )
         .await;
-    assert!((400..500).contains(&r.status), "deep nesting: {} {}", r.status, r.text);
+    assert!(
+        (400..500).contains(&r.status),
+        "deep nesting: {} {}",
+        r.status,
+        r.text
+    );
     let nested = format!("{}1{}", "[".repeat(40), "]".repeat(40));
     let rec = s
         .send_raw_json(
@@ -378,12 +423,21 @@ async fn odd_inputs_never_cause_a_server_error() {
 
     // NUL and other control characters in text round-trip or are refused.
     let r = s
-        .post("/v1/posts", &json!({ "title": "a\u{0}b\u{1}c'\"; DROP TABLE posts; --" }))
+        .post(
+            "/v1/posts",
+            &json!({ "title": "a\u{0}b\u{1}c'\"; DROP TABLE posts; --" }),
+        )
         .await;
     if r.status == 201 {
         let rec = r.json();
-        assert_eq!(rec["title"], json!("a\u{0}b\u{1}c'\"; DROP TABLE posts; --"));
-        assert_eq!(s.get(&item("posts", &rec)).await.ok()["title"], rec["title"]);
+        assert_eq!(
+            rec["title"],
+            json!("a\u{0}b\u{1}c'\"; DROP TABLE posts; --")
+        );
+        assert_eq!(
+            s.get(&item("posts", &rec)).await.ok()["title"],
+            rec["title"]
+        );
     } else {
         assert_problem(&r, 422, "validation");
     }
@@ -392,7 +446,11 @@ async fn odd_inputs_never_cause_a_server_error() {
     let r = s
         .send_raw_json(Method::POST, "/v1/posts", r#"{"title":"\ud800"}"#)
         .await;
-    assert!((400..500).contains(&r.status), "lone surrogate: {}", r.status);
+    assert!(
+        (400..500).contains(&r.status),
+        "lone surrogate: {}",
+        r.status
+    );
 
     // Numbers out of range.
     for raw in [
@@ -400,7 +458,12 @@ async fn odd_inputs_never_cause_a_server_error() {
         r#"{"title":"n","views":-9223372036854775809}"#,
     ] {
         let r = s.send_raw_json(Method::POST, "/v1/posts", raw).await;
-        assert!((400..500).contains(&r.status), "{raw}: {} {}", r.status, r.text);
+        assert!(
+            (400..500).contains(&r.status),
+            "{raw}: {} {}",
+            r.status,
+            r.text
+        );
     }
 
     // Odd paths.
@@ -413,7 +476,12 @@ async fn odd_inputs_never_cause_a_server_error() {
         "/v1/plinth_schema",
     ] {
         let r = s.get(p).await;
-        assert!((400..500).contains(&r.status), "GET {p}: {} {}", r.status, r.text);
+        assert!(
+            (400..500).contains(&r.status),
+            "GET {p}: {} {}",
+            r.status,
+            r.text
+        );
     }
     let long = format!("/v1/{}", "a".repeat(5000));
     let r = s.get(&long).await;
@@ -422,7 +490,12 @@ async fn odd_inputs_never_cause_a_server_error() {
     // Odd query strings.
     for q in ["limit=", "limit=1&limit=2", "limit=%00", "other=1"] {
         let r = s.get(&format!("/v1/posts?{q}")).await;
-        assert!(r.status == 200 || r.status == 400, "?{q}: {} {}", r.status, r.text);
+        assert!(
+            r.status == 200 || r.status == 400,
+            "?{q}: {} {}",
+            r.status,
+            r.text
+        );
     }
 
     // An empty merge patch is fine.
@@ -438,7 +511,11 @@ async fn problem_fields_are_consistent_across_statuses() {
     let checks: Vec<(u16, &str, crate::harness::Resp)> = vec![
         (400, "bad-request", s.get("/v1/posts?limit=0").await),
         (404, "not-found", s.get("/v1/nope").await),
-        (405, "method-not-allowed", s.send(Method::PUT, "/v1/posts", &[], None).await),
+        (
+            405,
+            "method-not-allowed",
+            s.send(Method::PUT, "/v1/posts", &[], None).await,
+        ),
         (
             415,
             "unsupported-media-type",

@@ -55,6 +55,11 @@ impl Env {
         env
     }
 
+    /// The temp dir itself (the working directory of `serve`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn schema_path(&self) -> PathBuf {
         self.dir.path().join("plinth.toml")
     }
@@ -89,21 +94,36 @@ impl Env {
     pub async fn try_start(&self, extra: &[&str]) -> Result<Server, StartFailure> {
         let schema = self.schema_path();
         let data = self.data_dir();
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--schema".into(),
+            schema.to_string_lossy().into_owned(),
+            "--data-dir".into(),
+            data.to_string_lossy().into_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--log-format".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        self.try_start_raw(&args, &[]).await
+    }
+
+    /// Runs `plinth ARGS` (no implied flags) with extra environment variables;
+    /// the `PLINTH_*` variables of the test process are removed first.
+    pub async fn try_start_raw(
+        &self,
+        args: &[String],
+        envs: &[(&str, &str)],
+    ) -> Result<Server, StartFailure> {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--schema")
-            .arg(&schema)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(extra)
-            .env_remove("PLINTH_SCHEMA")
-            .env_remove("PLINTH_DATA_DIR")
-            .env_remove("PLINTH_LISTEN")
-            .env_remove("PLINTH_MAX_BODY_BYTES")
-            .env_remove("PLINTH_CORS_ORIGINS")
-            .env_remove("PLINTH_SHUTDOWN_TIMEOUT")
-            .env_remove("PLINTH_LOG_FORMAT")
+        cmd.args(args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PLINTH_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(envs.iter().copied())
             .env("NO_COLOR", "1")
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -147,10 +167,10 @@ impl Env {
                 let Ok(v) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
-                if log_field(&v, "message").and_then(Value::as_str) == Some("listening") {
-                    if let Some(addr) = log_field(&v, "addr").and_then(Value::as_str) {
-                        return Some(addr.to_owned());
-                    }
+                if log_field(&v, "message").and_then(Value::as_str) == Some("listening")
+                    && let Some(addr) = log_field(&v, "addr").and_then(Value::as_str)
+                {
+                    return Some(addr.to_owned());
                 }
             }
             None
@@ -384,10 +404,7 @@ impl Server {
 
     /// The items of `GET /v1/{collection}?limit=200`.
     pub async fn list_all(&self, collection: &str) -> Vec<Value> {
-        let body = self
-            .get(&format!("/v1/{collection}?limit=200"))
-            .await
-            .ok();
+        let body = self.get(&format!("/v1/{collection}?limit=200")).await.ok();
         body["items"]
             .as_array()
             .unwrap_or_else(|| panic!("list body has no items array: {body}"))
@@ -488,10 +505,13 @@ pub struct CliOutput {
 /// Runs `plinth ARGS...` to completion (at most 60 s).
 pub async fn run_cli(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> CliOutput {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("PLINTH_SCHEMA")
-        .env_remove("PLINTH_DATA_DIR")
-        .env("NO_COLOR", "1")
+    cmd.args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PLINTH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1")
         .current_dir(cwd)
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -544,7 +564,11 @@ pub fn assert_problem(r: &Resp, status: u16, kind: &str) -> Value {
     );
     let rid = r.header("x-request-id");
     assert!(rid.is_some(), "no X-Request-Id header: {ctx}");
-    assert_eq!(b["request_id"].as_str(), rid.as_deref(), "request_id: {ctx}");
+    assert_eq!(
+        b["request_id"].as_str(),
+        rid.as_deref(),
+        "request_id: {ctx}"
+    );
     b
 }
 
@@ -562,8 +586,9 @@ pub fn assert_invalid(r: &Resp, field: &str, codes: &[&str]) -> Value {
         );
     }
     assert!(
-        errors.iter().any(|e| e["field"] == json!(field)
-            && codes.iter().any(|c| e["code"] == json!(c))),
+        errors
+            .iter()
+            .any(|e| e["field"] == json!(field) && codes.iter().any(|c| e["code"] == json!(c))),
         "{} {}: expected an error on field {field:?} with code {codes:?}, got {b}",
         r.method,
         r.path

@@ -593,8 +593,8 @@ fn type_literal(
         err(
             pos,
             format!(
-                "`{field}` is a {} field; it cannot be compared with {what}",
-                ty.as_str()
+                "`{field}` is {} field; it cannot be compared with {what}",
+                with_article(ty)
             ),
         )
     };
@@ -656,7 +656,11 @@ fn type_literal(
 
 fn with_article(ty: FieldType) -> String {
     let name = ty.as_str();
-    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     format!("{article} {name}")
 }
 
@@ -690,7 +694,7 @@ pub fn check_filter(c: &Collection, e: &Expr) -> Result<Filter, FilterError> {
                     *pos,
                     format!(
                         "`~` (contains) applies to text fields; `{field}` is {}",
-                        ty.as_str()
+                        with_article(ty)
                     ),
                 );
             }

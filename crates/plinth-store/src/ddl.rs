@@ -144,6 +144,11 @@ pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
             for f in &ix.fields {
                 stmt.col(Alias::new(f));
             }
+            // Lists always end their order with `id`; carrying it in every
+            // (non-unique) index lets the index serve the whole ORDER BY.
+            if !ix.unique && !ix.fields.iter().any(|f| f == "id") {
+                stmt.col(Alias::new("id"));
+            }
             if ix.unique {
                 stmt.unique();
             }

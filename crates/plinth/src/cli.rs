@@ -31,6 +31,22 @@ enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI 3.1 contract for a schema.
     Openapi(SchemaArgs),
+    /// Show the SQL and query plan of a list query, and whether an index serves it.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The collection to query.
+    collection: String,
+    /// A filter expression, as in `?filter=` (empty: none).
+    #[arg(default_value = "", allow_hyphen_values = true)]
+    filter: String,
+    /// A sort, as in `?sort=` (empty: -created_at).
+    #[arg(default_value = "", allow_hyphen_values = true)]
+    sort: String,
 }
 
 /// Flags every command that reads the schema takes.
@@ -89,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check(&a.schema),
         Command::Openapi(a) => openapi(&a.schema),
         Command::Serve(a) => serve(a),
+        Command::Explain(a) => explain(a),
     };
     match result {
         Ok(code) => code,
@@ -143,6 +160,138 @@ fn openapi(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens the store for a command that reads data; refuses on schema differences.
+fn open_store(data: &DataArgs, schema: Schema) -> Result<Option<Store>> {
+    let config = SqliteConfig {
+        data_dir: data.data_dir.clone(),
+        readers: std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 2)
+            .max(4),
+    };
+    let (store, state) = Store::open_sqlite(&config, Arc::new(schema))
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    match (store, state) {
+        (Some(store), state) => {
+            if state == SchemaState::Created {
+                tracing::info!(data_dir = %config.data_dir.display(), "applied the schema to a new database");
+            }
+            Ok(Some(store))
+        }
+        (None, SchemaState::Differs(diffs)) => {
+            eprintln!("error: the schema file differs from the schema applied to the database:");
+            for d in &diffs {
+                eprintln!("  - {d}");
+            }
+            eprintln!(
+                "Plinth never alters or drops data by itself. Restore the previous {} or use a new --data-dir.",
+                data.schema.schema.display()
+            );
+            Ok(None)
+        }
+        (None, _) => anyhow::bail!("the database could not be opened"),
+    }
+}
+
+fn explain(args: ExplainArgs) -> Result<ExitCode> {
+    let Some(schema) = load_schema(&args.data.schema.schema)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let Some(c) = schema.collection(&args.collection).cloned() else {
+        let names: Vec<&str> = schema.collections.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!(
+            "no collection `{}` (collections: {})",
+            args.collection,
+            names.join(", ")
+        );
+    };
+    let filter = if args.filter.trim().is_empty() {
+        None
+    } else {
+        let e = plinth_domain::filter::parse_filter(&args.filter)
+            .and_then(|e| plinth_domain::filter::check_filter(&c, &e))
+            .map_err(|e| anyhow::anyhow!("filter {e}"))?;
+        Some(e)
+    };
+    let sort =
+        plinth_domain::sort::parse_sort(&c, &args.sort).map_err(|e| anyhow::anyhow!("sort {e}"))?;
+    let Some(store) = open_store(&args.data, schema)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let query = plinth_store::ListQuery {
+        filter: filter.clone(),
+        sort: sort.clone(),
+        after: None,
+        limit: 20,
+        total: false,
+    };
+    let (sql, plan) = runtime.block_on(store.explain(&c.name, query))?;
+    println!("SQL:\n  {sql}\n\nPlan:");
+    for line in &plan {
+        println!("  {line}");
+    }
+    let scan = plan
+        .iter()
+        .any(|l| l.starts_with("SCAN ") && !l.contains(" INDEX "));
+    let temp_sort = plan.iter().any(|l| l.contains("TEMP B-TREE"));
+    println!();
+    if !scan && !temp_sort {
+        println!("Served by an index.");
+    } else {
+        if scan {
+            println!(
+                "SCAN: reads every record of `{}` (cost grows with the collection).",
+                c.name
+            );
+        }
+        if temp_sort {
+            println!("SORT: sorts the matches in memory before returning a page.");
+        }
+        let mut fields: Vec<String> = Vec::new();
+        if let Some(f) = &filter {
+            equality_fields(f, &mut fields);
+        }
+        for k in &sort.keys {
+            if k.field != "id" && !fields.contains(&k.field) {
+                fields.push(k.field.clone());
+            }
+        }
+        println!(
+            "To serve it from an index, declare one with the fields compared with `=` first, then the sort fields:"
+        );
+        println!(
+            "  [[collections.{}.indexes]]\n  fields = [{}]",
+            c.name,
+            fields
+                .iter()
+                .map(|f| format!("\"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fields compared with `=` in the top-level `&&` chain of a filter.
+fn equality_fields(f: &plinth_domain::filter::Filter, out: &mut Vec<String>) {
+    use plinth_domain::filter::{CmpOp, Filter};
+    match f {
+        Filter::And(a, b) => {
+            equality_fields(a, out);
+            equality_fields(b, out);
+        }
+        Filter::Cmp {
+            field,
+            op: CmpOp::Eq,
+            ..
+        } if !out.contains(field) => out.push(field.clone()),
+        _ => {}
+    }
+}
+
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLINTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -165,33 +314,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     init_logs(args.log_format);
-    let config = SqliteConfig {
-        data_dir: args.data.data_dir.clone(),
-        readers: std::thread::available_parallelism()
-            .map_or(4, |n| n.get() * 2)
-            .max(4),
-    };
-    let (store, state) = Store::open_sqlite(&config, Arc::new(schema))
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    let store = match (store, state) {
-        (Some(store), state) => {
-            if state == SchemaState::Created {
-                tracing::info!(data_dir = %config.data_dir.display(), "applied the schema to a new database");
-            }
-            store
-        }
-        (None, SchemaState::Differs(diffs)) => {
-            eprintln!("error: the schema file differs from the schema applied to the database:");
-            for d in &diffs {
-                eprintln!("  - {d}");
-            }
-            eprintln!(
-                "Plinth never alters or drops data by itself. Restore the previous {} or use a new --data-dir.",
-                args.data.schema.schema.display()
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-        (None, _) => anyhow::bail!("the database could not be opened"),
+    let Some(store) = open_store(&args.data, schema)? else {
+        return Ok(ExitCode::FAILURE);
     };
     let origins: Vec<String> = args
         .cors_origins

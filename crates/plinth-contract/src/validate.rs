@@ -295,15 +295,21 @@ fn to_value(f: &Field, j: &Json) -> Result<Value, FieldError> {
         FieldType::Integer => match j.as_i64() {
             Some(i) => Value::Int(i),
             None => {
-                // JSON Schema treats 3.0 as an integer; accept it when exact.
+                // JSON Schema treats 3.0 as an integer; accept it only where a
+                // double is exact (|x| <= 2^53). Larger values must be sent as
+                // integer literals, so nothing is ever silently rounded.
+                const EXACT: f64 = 9_007_199_254_740_992.0;
                 let x = j
                     .as_f64()
                     .ok_or_else(|| bad("type", "must be an integer"))?;
-                #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-                if x.fract() == 0.0 && x >= i64::MIN as f64 && x < i64::MAX as f64 {
+                #[allow(clippy::cast_possible_truncation)]
+                if x.fract() == 0.0 && x.abs() <= EXACT {
                     Value::Int(x as i64)
                 } else {
-                    return Err(bad("maximum", "must fit in a 64-bit integer"));
+                    return Err(bad(
+                        "maximum",
+                        "must be a 64-bit integer written without a fraction or exponent",
+                    ));
                 }
             }
         },

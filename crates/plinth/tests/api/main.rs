@@ -13,4 +13,5 @@ mod errors;
 mod lifecycle;
 mod openapi;
 mod ops;
+mod querying;
 mod types;

@@ -1,10 +1,14 @@
 //! Error responses: RFC 9457 problems with the documented status and type,
 //! and nothing half-written after a failed write.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use crate::harness::{Env, MISSING_ID, assert_invalid, assert_problem, item};
+use crate::harness::{Env, MISSING_ID, Resp, Server, assert_invalid, assert_problem, item};
 
 #[tokio::test]
 async fn malformed_json_is_400() {
@@ -39,6 +43,23 @@ async fn malformed_json_is_400() {
     assert_eq!(s.count("posts").await, 1);
 }
 
+/// Sends a JSON body with `Connection: close`: after a 413 the server may
+/// close the connection without reading the rest of the body, and that must
+/// not leak into the pooled connections later requests use (see
+/// `oversized_body_does_not_strand_a_keep_alive_connection` for that).
+async fn send_oversized(s: &Server, method: Method, path: &str, body: &str) -> Resp {
+    s.send(
+        method,
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("connection", "close"),
+        ],
+        Some(body.as_bytes().to_vec()),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn body_over_max_body_bytes_is_413() {
     let env = Env::new();
@@ -54,25 +75,101 @@ async fn body_over_max_body_bytes_is_413() {
         .send_raw_json(Method::POST, "/v1/posts", &body_of_len(1024))
         .await;
     r.expect_status(201);
-    let r = s
-        .send_raw_json(Method::POST, "/v1/posts", &body_of_len(1025))
-        .await;
+    let r = send_oversized(&s, Method::POST, "/v1/posts", &body_of_len(1025)).await;
     assert_problem(&r, 413, "payload-too-large");
 
-    let big = json!({ "title": "t", "body": "x".repeat(2000) });
-    let r = s.post("/v1/posts", &big).await;
+    let big = json!({ "title": "t", "body": "x".repeat(2000) }).to_string();
+    let r = send_oversized(&s, Method::POST, "/v1/posts", &big).await;
     assert_problem(&r, 413, "payload-too-large");
 
-    let r = s.patch(&item("posts", &rec), &big).await;
+    let r = send_oversized(&s, Method::PATCH, &item("posts", &rec), &big).await;
     assert_problem(&r, 413, "payload-too-large");
 
     // Much larger than the limit, too.
-    let huge = json!({ "title": "t", "body": "x".repeat(200_000) });
-    let r = s.post("/v1/posts", &huge).await;
+    let huge = json!({ "title": "t", "body": "x".repeat(200_000) }).to_string();
+    let r = send_oversized(&s, Method::POST, "/v1/posts", &huge).await;
     assert_problem(&r, 413, "payload-too-large");
 
     assert_eq!(s.count("posts").await, 2);
     assert_eq!(s.get(&item("posts", &rec)).await.ok(), rec);
+}
+
+/// Reads one HTTP/1.1 response (head + `content-length` body) from `sock`.
+async fn read_response(sock: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::other("timed out reading a response"))??;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed before a response"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::other("timed out reading a body"))??;
+        if n == 0 {
+            return Err(std::io::Error::other("connection closed mid-body"));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((head, body))
+}
+
+/// HTTP/1.1 keep-alive: after a 413 the server either announces
+/// `Connection: close` or keeps serving the connection. Closing it silently
+/// makes any pooled client's next request on it fail.
+#[tokio::test]
+async fn oversized_body_does_not_strand_a_keep_alive_connection() {
+    let env = Env::new();
+    let s = env.start_with(&["--max-body-bytes", "1024"]).await;
+    let body = json!({ "title": "t", "body": "x".repeat(200_000) }).to_string();
+    let mut sock = TcpStream::connect(&s.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/posts HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        s.addr,
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.expect("write head");
+    // The server may answer before reading everything; a failed write is fine.
+    let _ = sock.write_all(body.as_bytes()).await;
+    let (head, _) = read_response(&mut sock).await.expect("413 response");
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    let closes = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "connection:close");
+    if closes {
+        return;
+    }
+    let next = async {
+        sock.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes())
+            .await?;
+        read_response(&mut sock).await
+    };
+    match next.await {
+        Ok((h, _)) => assert!(h.starts_with("HTTP/1.1 200"), "{h}"),
+        Err(e) => panic!(
+            "the 413 response did not say `Connection: close`, yet the next request on the \
+             same keep-alive connection failed ({e}); 413 head was:\n{head}"
+        ),
+    }
 }
 
 /// A valid create body of exactly `len` bytes.
@@ -92,9 +189,7 @@ async fn default_body_limit_is_one_mebibyte() {
         .await;
     let rec = r.created();
     assert_eq!(rec["body"].as_str().map(str::len), Some(1024 * 1024 - 23));
-    let r = s
-        .send_raw_json(Method::POST, "/v1/posts", &body_of_len(1024 * 1024 + 1))
-        .await;
+    let r = send_oversized(&s, Method::POST, "/v1/posts", &body_of_len(1024 * 1024 + 1)).await;
     assert_problem(&r, 413, "payload-too-large");
     assert_eq!(s.count("posts").await, 1);
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{Env, MISSING_ID, assert_problem, item, log_field};
+use crate::harness::{Env, MISSING_ID, assert_problem, item, log_field, settle_signal_handlers};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200() {
@@ -456,16 +456,36 @@ async fn cors_accepts_a_comma_separated_origin_list() {
     assert_eq!(r.header("access-control-allow-origin"), None);
 }
 
-/// Writes the head and half the body of a POST, so the request is in flight.
+/// Starts a POST with `Expect: 100-continue` and returns once the server has
+/// answered `100 Continue`, i.e. once the handler is reading the body: the
+/// request is then provably in flight. Returns the socket and the body still
+/// to send.
 async fn start_slow_post(addr: &str, body: &str) -> (TcpStream, String) {
     let mut sock = TcpStream::connect(addr).await.expect("connect");
     let head = format!(
         "POST /v1/posts HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nX-Request-Id: in-flight\r\nConnection: close\r\n\r\n",
+         Content-Length: {}\r\nX-Request-Id: in-flight\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n",
         body.len()
     );
-    let (first, rest) = body.split_at(body.len() / 2);
     sock.write_all(head.as_bytes()).await.expect("write head");
+    sock.flush().await.expect("flush");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), sock.read(&mut buf))
+            .await
+            .expect("100 Continue within 20 s")
+            .expect("read");
+        assert!(n > 0, "connection closed before 100 Continue");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let interim = String::from_utf8_lossy(&got);
+    assert!(
+        interim.starts_with("HTTP/1.1 100"),
+        "expected 100 Continue, got {interim:?}"
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
     sock.write_all(first.as_bytes()).await.expect("write body");
     sock.flush().await.expect("flush");
     (sock, rest.to_owned())
@@ -475,9 +495,9 @@ async fn start_slow_post(addr: &str, body: &str) -> (TcpStream, String) {
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let env = Env::new();
     let mut s = env.start().await;
+    settle_signal_handlers().await;
     let body = json!({ "title": "finished during shutdown" }).to_string();
     let (mut sock, rest) = start_slow_post(&s.addr, &body).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     s.send_sigterm();
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -519,10 +539,10 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
 async fn shutdown_timeout_bounds_the_wait_for_stuck_requests() {
     let env = Env::new();
     let mut s = env.start_with(&["--shutdown-timeout", "1"]).await;
+    settle_signal_handlers().await;
     let body = json!({ "title": "never finished" }).to_string();
     // Half a request that is never completed.
     let (_sock, _rest) = start_slow_post(&s.addr, &body).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     s.send_sigterm();
     let status = tokio::time::timeout(Duration::from_secs(15), s.wait_exit())
@@ -544,6 +564,7 @@ async fn sigint_also_shuts_down_gracefully() {
     let env = Env::new();
     let mut s = env.start().await;
     s.create_post("p").await;
+    settle_signal_handlers().await;
     let status = std::process::Command::new("kill")
         .args(["-INT", &s.pid().to_string()])
         .status()
@@ -551,4 +572,23 @@ async fn sigint_also_shuts_down_gracefully() {
     assert!(status.success());
     let status = s.wait_exit().await;
     assert_eq!(status.code(), Some(0), "exit after SIGINT: {status}");
+}
+
+/// Once `listening` is logged, SIGTERM must already lead to a graceful exit:
+/// the signal handler has to be installed before the server says it is up
+/// (an orchestrator may stop a freshly started instance at any moment).
+#[tokio::test]
+async fn sigterm_right_after_listening_exits_0() {
+    let env = Env::new();
+    for attempt in 0..10 {
+        let mut s = env.start().await;
+        s.send_sigterm();
+        let status = s.wait_exit().await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "attempt {attempt}: SIGTERM right after `listening` gave {status}\n--- stderr ---\n{}",
+            s.stderr()
+        );
+    }
 }

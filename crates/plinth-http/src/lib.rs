@@ -251,6 +251,10 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was not read: the connection cannot be reused.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
     let route = route_template(&state, &path);
     if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -261,12 +265,32 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     res
 }
 
-/// Serves until SIGTERM/SIGINT, then stops accepting connections and lets
-/// in-flight requests finish for up to `drain`.
-pub async fn serve(listener: TcpListener, app: Router, drain: Duration) -> std::io::Result<()> {
+/// Installs the SIGTERM/SIGINT handlers now (so a signal that arrives at any
+/// moment after this call means "shut down gracefully", never "die") and
+/// returns the future that completes on the first of them.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+/// Serves until `shutdown` completes, then stops accepting connections and
+/// lets in-flight requests finish for up to `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutdown signal received; draining in-flight requests");
         let _ = tx.send(());
     });
@@ -283,29 +307,6 @@ pub async fn serve(listener: TcpListener, app: Router, drain: Duration) -> std::
             tracing::warn!(drain_secs = drain.as_secs(), "in-flight requests did not finish in time; exiting");
             Ok(())
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 

@@ -391,6 +391,7 @@ fn preconditions(
     Ok(conditional.then_some(current.version))
 }
 
+/// A conditional delete lost a race with another write.
 fn changed_since() -> ApiError {
     ApiError::PreconditionFailed(
         "the record changed since the precondition was checked; fetch it again and retry".into(),
@@ -423,53 +424,34 @@ pub async fn get(
     ))
 }
 
-/// How often a merge patch is retried when a concurrent write wins the race.
-const PATCH_ATTEMPTS: usize = 5;
-
 pub async fn patch(
     State(state): State<AppState>,
     Path((coll, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let c = collection(&state, &coll)?;
+    let c = collection(&state, &coll)?.clone();
     let id = record_id(&id)?;
     require_json(&headers, true)?;
     let patch = read_json(body, state.config.max_body_bytes).await?;
-    for _ in 0..PATCH_ATTEMPTS {
-        let current = state.store.get(&c.name, &id).await?;
-        let conditional = preconditions(&headers, &current)?;
-        let changes = state
-            .contract
-            .apply_patch(c, &current, &patch)
-            .map_err(ApiError::Validation)?;
-        if changes.is_empty() {
-            // An empty merge patch changes nothing (RFC 7396).
-            return Ok(with_etag(
-                json_response(StatusCode::OK, &record_json(&current)),
-                &current,
-            ));
-        }
-        match state
-            .store
-            .update(&c.name, &id, changes, current.version)
-            .await
-        {
-            Ok(record) => {
-                return Ok(with_etag(
-                    json_response(StatusCode::OK, &record_json(&record)),
-                    &record,
-                ));
-            }
-            // A conditional write must not be re-applied to a newer version.
-            Err(StoreError::VersionMismatch) if conditional.is_some() => {
-                return Err(changed_since());
-            }
-            Err(StoreError::VersionMismatch) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::VersionMismatch.into())
+    let contract = state.contract.clone();
+    let name = c.name.clone();
+    // Preconditions and the merge run inside the write transaction, against
+    // the record as it is at that moment.
+    let outcome = state
+        .store
+        .modify(&name, &id, move |current| {
+            preconditions(&headers, current)?;
+            contract
+                .apply_patch(&c, current, &patch)
+                .map_err(ApiError::Validation)
+        })
+        .await?;
+    let record = outcome?;
+    Ok(with_etag(
+        json_response(StatusCode::OK, &record_json(&record)),
+        &record,
+    ))
 }
 
 pub async fn delete(

@@ -118,18 +118,22 @@ impl Store {
         blocking(move || db.get(&c, &id)).await
     }
 
-    /// Writes `changes` if the record is still at `expected_version`
-    /// (compare-and-swap), bumping `version` and `updated_at`.
-    pub async fn update(
+    /// Read-modify-write of one record in one transaction: `f` sees the
+    /// current record and returns the fields to change (none: no write). An
+    /// `Err` from `f` aborts without writing and is handed back as `Ok(Err)`.
+    pub async fn modify<E, F>(
         &self,
         collection: &str,
         id: &str,
-        changes: Vec<(String, Value)>,
-        expected_version: i64,
-    ) -> Result<Record> {
+        f: F,
+    ) -> Result<std::result::Result<Record, E>>
+    where
+        E: Send + 'static,
+        F: FnOnce(&Record) -> std::result::Result<Vec<(String, Value)>, E> + Send + 'static,
+    {
         let db = self.inner.clone();
         let (c, id) = (collection.to_owned(), id.to_owned());
-        blocking(move || db.update(&c, &id, changes, expected_version)).await
+        blocking(move || db.modify(&c, &id, f)).await
     }
 
     /// Deletes a record; with `expected_version`, only if it is still at that version.

@@ -387,14 +387,26 @@ impl Sqlite {
         Self::fetch(&conn, c, id)
     }
 
-    pub(crate) fn update(
+    /// Reads the record and computes its changes with `f` inside the write
+    /// transaction, so concurrent read-modify-writes serialise instead of
+    /// racing (no lost updates, no retries).
+    pub(crate) fn modify<E>(
         &self,
         coll: &str,
         id: &str,
-        changes: Vec<(String, Value)>,
-        expected_version: i64,
-    ) -> Result<Record> {
+        f: impl FnOnce(&Record) -> std::result::Result<Vec<(String, Value)>, E>,
+    ) -> Result<std::result::Result<Record, E>> {
         let c = self.collection(coll)?;
+        let mut conn = lock(&self.writer)?;
+        let tx = conn.transaction().map_err(map_err)?;
+        let current = Self::fetch(&tx, c, id)?;
+        let changes = match f(&current) {
+            Ok(ch) => ch,
+            Err(e) => return Ok(Err(e)),
+        };
+        if changes.is_empty() {
+            return Ok(Ok(current));
+        }
         let now = plinth_domain::value::now_timestamp();
         let mut q = Query::update();
         q.table(col(&c.name))
@@ -407,26 +419,20 @@ impl Sqlite {
             q.value(col(name), Expr::val(sql_value(v)));
         }
         q.and_where(Expr::col(col("id")).eq(id))
-            .and_where(Expr::col(col("version")).eq(expected_version));
+            .and_where(Expr::col(col("version")).eq(current.version));
         let (sql, values) = q.build(SqliteQueryBuilder);
-
-        let mut conn = lock(&self.writer)?;
-        let tx = conn.transaction().map_err(map_err)?;
         self.check_relations(&tx, c, &changes)?;
         let n = tx
             .prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
             .map_err(map_err)?;
         if n == 0 {
-            // Distinguish a missing record from a concurrent change.
-            return match Self::fetch(&tx, c, id) {
-                Ok(_) => Err(StoreError::VersionMismatch),
-                Err(e) => Err(e),
-            };
+            // Unreachable while this connection is the only writer.
+            return Err(StoreError::VersionMismatch);
         }
         let record = Self::fetch(&tx, c, id)?;
         tx.commit().map_err(map_err)?;
-        Ok(record)
+        Ok(Ok(record))
     }
 
     pub(crate) fn delete(&self, coll: &str, id: &str, expected_version: Option<i64>) -> Result<()> {

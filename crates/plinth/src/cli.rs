@@ -336,12 +336,19 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             },
         )
         .await?;
+        let shutdown = plinth_http::shutdown_signal().context("cannot install signal handlers")?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         tracing::info!(addr = %addr, "listening");
-        plinth_http::serve(listener, app, Duration::from_secs(args.shutdown_timeout)).await?;
+        plinth_http::serve(
+            listener,
+            app,
+            shutdown,
+            Duration::from_secs(args.shutdown_timeout),
+        )
+        .await?;
         tracing::info!("shutdown complete");
         anyhow::Ok(())
     })?;

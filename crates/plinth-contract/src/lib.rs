@@ -10,4 +10,4 @@ pub mod openapi;
 pub mod validate;
 
 pub use openapi::{PROBLEMS, openapi, problem_type};
-pub use validate::{Contract, FieldError, merge_patch, record_json};
+pub use validate::{Contract, FieldError, RecordBody, merge_patch, record_json};

@@ -361,10 +361,64 @@ pub fn record_json(r: &Record) -> Json {
     Json::Object(m)
 }
 
+/// Serializes a record straight to JSON text (same shape as [`record_json`],
+/// without building a `serde_json::Value` first: the hot path of reads).
+pub struct RecordBody<'a>(pub &'a Record);
+
+impl serde::Serialize for RecordBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut m = s.serialize_map(Some(4 + r.fields.len()))?;
+        m.serialize_entry("id", &r.id)?;
+        m.serialize_entry("created_at", &r.created_at)?;
+        m.serialize_entry("updated_at", &r.updated_at)?;
+        m.serialize_entry("version", &r.version)?;
+        for (name, v) in &r.fields {
+            match v {
+                Value::Null => m.serialize_entry(name, &())?,
+                Value::Bool(b) => m.serialize_entry(name, b)?,
+                Value::Int(i) => m.serialize_entry(name, i)?,
+                Value::Float(f) => m.serialize_entry(name, f)?,
+                Value::Text(t) => m.serialize_entry(name, t)?,
+                Value::Json(text) => {
+                    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+                        Ok(raw) => m.serialize_entry(name, raw)?,
+                        Err(_) => m.serialize_entry(name, text)?,
+                    }
+                }
+            }
+        }
+        m.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn record_body_matches_record_json() {
+        let r = Record {
+            id: "i".into(),
+            created_at: "c".into(),
+            updated_at: "u".into(),
+            version: 2,
+            fields: vec![
+                ("a".into(), Value::Null),
+                ("b".into(), Value::Bool(true)),
+                ("c".into(), Value::Int(-3)),
+                ("d".into(), Value::Float(1.5)),
+                ("e".into(), Value::Text("x\"y".into())),
+                ("f".into(), Value::Json("{\"k\": [1, 2]}".into())),
+            ],
+        };
+        let text = serde_json::to_string(&RecordBody(&r)).expect("serializes");
+        let back: Json = serde_json::from_str(&text).expect("valid json");
+        assert_eq!(back, record_json(&r));
+        assert!(text.starts_with("{\"id\":\"i\",\"created_at\""), "{text}");
+    }
 
     fn contract() -> Contract {
         let s = plinth_domain::parse_schema(

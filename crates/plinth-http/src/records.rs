@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 
-use plinth_contract::record_json;
+use plinth_contract::{RecordBody, record_json};
 use plinth_domain::{Collection, filter, sort};
 use plinth_store::StoreError;
 
@@ -32,9 +32,23 @@ fn record_id(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-fn json_response(status: StatusCode, body: &Json) -> Response {
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// A record response with its ETag.
+fn record_response(status: StatusCode, record: &plinth_domain::Record) -> Response {
+    with_etag(json_response(status, &RecordBody(record)), record)
+}
+
+/// A list page serialized without intermediate JSON values.
+#[derive(serde::Serialize)]
+struct PageBody<'a> {
+    items: Vec<RecordBody<'a>>,
+    next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
 }
 
 /// Requires a JSON media type: `application/json`, or any `+json` type the
@@ -246,13 +260,21 @@ pub async fn list(
         )
         .await?;
     let next_cursor = match (page.more, page.records.last()) {
-        (true, Some(last)) => Json::String(cursor::encode(
+        (true, Some(last)) => Some(cursor::encode(
             &state.cursor_secret,
             &qhash,
             &sort.key_of(last),
         )),
-        _ => Json::Null,
+        _ => None,
     };
+    if fields.is_none() && expand.is_none() {
+        let body = PageBody {
+            items: page.records.iter().map(RecordBody).collect(),
+            next_cursor,
+            total: page.total,
+        };
+        return Ok(json_response(StatusCode::OK, &body));
+    }
     let mut items: Vec<Json> = page.records.iter().map(record_json).collect();
     if let Some(expand) = &expand {
         expand_relations(&state, c, &page.records, expand, &mut items).await?;
@@ -319,10 +341,7 @@ pub async fn create(
         .validate_create(c, &input)
         .map_err(ApiError::Validation)?;
     let record = state.store.insert(&c.name, fields).await?;
-    let mut r = with_etag(
-        json_response(StatusCode::CREATED, &record_json(&record)),
-        &record,
-    );
+    let mut r = record_response(StatusCode::CREATED, &record);
     if let Ok(loc) = format!("/v1/{}/{}", c.name, record.id).parse() {
         r.headers_mut().insert(header::LOCATION, loc);
     }
@@ -418,10 +437,7 @@ pub async fn get(
     {
         return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &record));
     }
-    Ok(with_etag(
-        json_response(StatusCode::OK, &record_json(&record)),
-        &record,
-    ))
+    Ok(record_response(StatusCode::OK, &record))
 }
 
 pub async fn patch(
@@ -448,10 +464,7 @@ pub async fn patch(
         })
         .await?;
     let record = outcome?;
-    Ok(with_etag(
-        json_response(StatusCode::OK, &record_json(&record)),
-        &record,
-    ))
+    Ok(record_response(StatusCode::OK, &record))
 }
 
 pub async fn delete(

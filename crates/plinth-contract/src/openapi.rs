@@ -33,6 +33,12 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "A unique field already has this value, or the record is still referred to.",
     ),
     (
+        "precondition-failed",
+        412,
+        "Precondition failed",
+        "If-Match no longer matches (or If-None-Match matches) the record's current ETag.",
+    ),
+    (
         "payload-too-large",
         413,
         "Payload too large",
@@ -154,6 +160,12 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
         "schema": {"type": "string", "format": "uuid"}
     });
     let mut created = with_etag_header(json_body(&record, "Created."));
+    // Links let clients (and stateful testers) follow the new record's id.
+    created["links"] = json!({
+        "GetRecord": {"operationId": format!("{n}.get"), "parameters": {"id": "$response.body#/id"}},
+        "UpdateRecord": {"operationId": format!("{n}.update"), "parameters": {"id": "$response.body#/id"}},
+        "DeleteRecord": {"operationId": format!("{n}.delete"), "parameters": {"id": "$response.body#/id"}}
+    });
     created["headers"]["Location"] = json!({
         "description": "URL of the new record.",
         "schema": {"type": "string", "format": "uri-reference"}
@@ -184,7 +196,7 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
     let patch_body = json!({"$ref": format!("#/components/schemas/{p}Patch")});
     let mut get_responses = responses(
         ("200", with_etag_header(json_body(&record, "The record."))),
-        &["not-found", "precondition-failed"],
+        &["bad-request", "not-found", "precondition-failed"],
     );
     get_responses["304"] = json!({
         "description": "Not modified: If-None-Match matched the current ETag.",
@@ -221,7 +233,7 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
                 "summary": format!("Delete a record of {n}"),
                 "tags": tag,
                 "parameters": [{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/IfNoneMatch"}],
-                "responses": responses(("204", json!({"description": "Deleted.", "headers": {"X-Request-Id": request_id_header()}})), &["not-found", "conflict", "precondition-failed"]),
+                "responses": responses(("204", json!({"description": "Deleted.", "headers": {"X-Request-Id": request_id_header()}})), &["bad-request", "not-found", "conflict", "precondition-failed"]),
             }
         }),
     );
@@ -381,12 +393,12 @@ fn components(schema: &Schema) -> Json {
             },
             "IfMatch": {
                 "name": "If-Match", "in": "header", "required": false,
-                "description": "Only act if the record's current ETag is listed (strong comparison; `*` matches any existing record).",
+                "description": "Only act if the record's current ETag is listed (strong comparison; `*` matches any existing record). A value that is not an entity-tag list never matches.",
                 "schema": {"type": "string"}
             },
             "IfNoneMatch": {
                 "name": "If-None-Match", "in": "header", "required": false,
-                "description": "On GET, answer 304 if the record's ETag is listed; on writes, fail with 412 if it is.",
+                "description": "On GET, answer 304 if the record's ETag is listed; on writes, fail with 412 if it is. A value that is not an entity-tag list never matches.",
                 "schema": {"type": "string"}
             }
         },

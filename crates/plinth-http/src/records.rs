@@ -348,18 +348,66 @@ pub async fn create(
     Ok(r)
 }
 
-/// The entity tags listed in a conditional header (`*` is kept as is).
+/// Splits an entity-tag list (`*`, or `"a", W/"b,c"`); commas may appear
+/// inside a quoted tag. `None` if the text is not such a list.
+fn parse_entity_tags(s: &str) -> Option<Vec<String>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < b.len() && (b[i] == b',' || b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i == b.len() {
+            return Some(out);
+        }
+        let start = i;
+        if b[i] == b'*' {
+            i += 1;
+        } else {
+            if b[i..].starts_with(b"W/") {
+                i += 2;
+            }
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                if !(b[i] == 0x21 || (0x23..=0x7e).contains(&b[i])) {
+                    return None;
+                }
+                i += 1;
+            }
+            if i == b.len() {
+                return None;
+            }
+            i += 1;
+        }
+        out.push(s.get(start..i)?.to_owned());
+        // After a tag: only whitespace, then a comma or the end.
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i < b.len() && b[i] != b',' {
+            return None;
+        }
+    }
+}
+
+/// The entity tags of a conditional header (RFC 9110 §8.8.3, §13.1.1);
+/// `None` when the header is absent. A malformed value is kept as one tag
+/// that can never match: a malformed If-Match therefore fails (412) and a
+/// malformed If-None-Match never prevents anything, so neither is silently
+/// turned into an unconditional write.
 fn entity_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Vec<String>> {
     let mut out = Vec::new();
     let mut seen = false;
-    for v in headers.get_all(name) {
+    for v in headers.get_all(&name) {
         seen = true;
-        let s = v.to_str().unwrap_or("");
-        out.extend(
-            s.split(',')
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty()),
-        );
+        match v.to_str().ok().and_then(parse_entity_tags) {
+            Some(tags) => out.extend(tags),
+            None => out.push(String::from("\u{0}malformed")),
+        }
     }
     seen.then_some(out)
 }
@@ -498,6 +546,27 @@ mod tests {
         assert_eq!(parse_limit(Some("200")).ok(), Some(200));
         for bad in ["0", "201", "abc", "-1", ""] {
             assert!(parse_limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn entity_tag_lists() {
+        let p = |s: &str| parse_entity_tags(s);
+        assert_eq!(p("*"), Some(vec!["*".into()]));
+        assert_eq!(
+            p(r#""a", W/"b,c" ,"""#),
+            Some(vec![r#""a""#.into(), r#"W/"b,c""#.into(), r#""""#.into()])
+        );
+        assert_eq!(p(" \t"), Some(vec![]));
+        for bad in [
+            "a",
+            r#""a"#,
+            r#""a" "b""#,
+            r#"W/a"#,
+            "\"a\u{7f}\"",
+            r#""a"x"#,
+        ] {
+            assert_eq!(p(bad), None, "{bad}");
         }
     }
 

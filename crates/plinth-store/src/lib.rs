@@ -8,13 +8,14 @@
 //! - A store is bound to the schema it has applied: it refuses to open on a
 //!   database whose recorded schema differs from the one given.
 //!
-//! Today the only dialect is embedded SQLite (rusqlite on tokio's blocking pool:
-//! one writer connection, a pool of read-only connections, WAL). PostgreSQL
+//! Today the only dialect is embedded SQLite (rusqlite; one writer thread with
+//! group commit, one read-only connection per thread, WAL). PostgreSQL
 //! will be a second variant behind the same API.
 
 mod ddl;
 mod query;
 mod sqlite;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,8 +53,6 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {
     pub data_dir: PathBuf,
-    /// Read-only connections in the pool (the writer is separate).
-    pub readers: usize,
 }
 
 /// The state of the database relative to the schema file.
@@ -94,13 +93,15 @@ impl Store {
     pub async fn secret(&self, name: &str) -> Result<Vec<u8>> {
         let db = self.inner.clone();
         let name = name.to_owned();
-        blocking(move || db.secret(&name)).await
+        self.inner
+            .writer
+            .write(move |tx| db.secret(tx, &name))
+            .await
     }
 
     /// Checks the database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
-        let db = self.inner.clone();
-        blocking(move || db.ping()).await
+        self.inner.ping()
     }
 
     /// Inserts a new record. `fields` holds a value for every user field of
@@ -109,13 +110,16 @@ impl Store {
     pub async fn insert(&self, collection: &str, fields: Vec<(String, Value)>) -> Result<Record> {
         let db = self.inner.clone();
         let c = collection.to_owned();
-        blocking(move || db.insert(&c, fields)).await
+        self.inner
+            .writer
+            .write(move |tx| db.insert(tx, &c, fields))
+            .await
     }
 
+    /// Reads run on the calling thread (see `Sqlite::read`); writes are
+    /// queued to the writer thread (see `writer`).
     pub async fn get(&self, collection: &str, id: &str) -> Result<Record> {
-        let db = self.inner.clone();
-        let (c, id) = (collection.to_owned(), id.to_owned());
-        blocking(move || db.get(&c, &id)).await
+        self.inner.get(collection, id)
     }
 
     /// Read-modify-write of one record in one transaction: `f` sees the
@@ -133,7 +137,10 @@ impl Store {
     {
         let db = self.inner.clone();
         let (c, id) = (collection.to_owned(), id.to_owned());
-        blocking(move || db.modify(&c, &id, f)).await
+        self.inner
+            .writer
+            .write(move |tx| db.modify(tx, &c, &id, f))
+            .await
     }
 
     /// Deletes a record; with `expected_version`, only if it is still at that version.
@@ -145,21 +152,20 @@ impl Store {
     ) -> Result<()> {
         let db = self.inner.clone();
         let (c, id) = (collection.to_owned(), id.to_owned());
-        blocking(move || db.delete(&c, &id, expected_version)).await
+        self.inner
+            .writer
+            .write(move |tx| db.delete(tx, &c, &id, expected_version))
+            .await
     }
 
     /// One page of records matching the query, in its order.
     pub async fn list(&self, collection: &str, query: ListQuery) -> Result<Page> {
-        let db = self.inner.clone();
-        let c = collection.to_owned();
-        blocking(move || db.list(&c, &query)).await
+        self.inner.list(collection, &query)
     }
 
     /// Records with the given ids (for expanding relations).
     pub async fn get_many(&self, collection: &str, ids: Vec<String>) -> Result<Vec<Record>> {
-        let db = self.inner.clone();
-        let c = collection.to_owned();
-        blocking(move || db.get_many(&c, &ids)).await
+        self.inner.get_many(collection, &ids)
     }
 
     /// The SQL of a list query and the database's plan for it.
@@ -168,14 +174,6 @@ impl Store {
         collection: &str,
         query: ListQuery,
     ) -> Result<(String, Vec<String>)> {
-        let db = self.inner.clone();
-        let c = collection.to_owned();
-        blocking(move || db.explain(&c, &query)).await
+        self.inner.explain(collection, &query)
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
 }

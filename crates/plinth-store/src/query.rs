@@ -336,33 +336,34 @@ d = { type = "date" }
         })
     }
 
-    fn open() -> (tempfile::TempDir, Sqlite) {
+    fn open() -> (tempfile::TempDir, Arc<Sqlite>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let schema = plinth_domain::parse_schema(SCHEMA).expect("valid");
         let cfg = SqliteConfig {
             data_dir: dir.path().to_owned(),
-            readers: 1,
         };
         let (db, _) = Sqlite::open(&cfg, Arc::new(schema)).expect("opens");
-        (dir, db.expect("fresh database"))
+        (dir, Arc::new(db.expect("fresh database")))
     }
 
-    fn insert(db: &Sqlite, rows: &[Row]) -> Vec<Record> {
+    fn insert(db: &Arc<Sqlite>, rows: &[Row]) -> Vec<Record> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
         rows.iter()
             .map(|(s, n, x, b, e, d)| {
-                db.insert(
-                    "t",
-                    vec![
-                        ("s".into(), opt(s.clone().map(Value::Text))),
-                        ("n".into(), opt(n.map(Value::Int))),
-                        ("x".into(), opt(x.map(Value::Float))),
-                        ("b".into(), opt(b.map(Value::Bool))),
-                        ("e".into(), opt(e.clone().map(Value::Text))),
-                        ("d".into(), opt(d.clone().map(Value::Text))),
-                    ],
-                )
-                .expect("insert")
+                let writer_db = db.clone();
+                let fields = vec![
+                    ("s".into(), opt(s.clone().map(Value::Text))),
+                    ("n".into(), opt(n.map(Value::Int))),
+                    ("x".into(), opt(x.map(Value::Float))),
+                    ("b".into(), opt(b.map(Value::Bool))),
+                    ("e".into(), opt(e.clone().map(Value::Text))),
+                    ("d".into(), opt(d.clone().map(Value::Text))),
+                ];
+                rt.block_on(db.writer.write(move |tx| writer_db.insert(tx, "t", fields)))
+                    .expect("insert")
             })
             .collect()
     }

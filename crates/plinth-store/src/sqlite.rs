@@ -1,10 +1,13 @@
-//! The embedded SQLite dialect: rusqlite on tokio's blocking pool.
+//! The embedded SQLite dialect: rusqlite, one writer thread, per-thread readers.
 //!
-//! One writer connection (SQLite allows one writer at a time; serialising
-//! writes in-process avoids busy retries) and a pool of read-only connections
-//! that read concurrently thanks to WAL.
+//! One writer connection owned by the writer thread (SQLite allows one writer
+//! at a time; serialising writes in-process avoids busy retries, and batching
+//! them shares commits), and one read-only connection per thread that reads,
+//! which WAL lets run concurrently with the writer.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi};
 use sea_query::{
@@ -15,6 +18,7 @@ use plinth_domain::{Collection, FieldType, Record, Schema, Value, diff_schemas};
 
 use crate::ddl::{Dialect, schema_ddl};
 use crate::query::{self, ListQuery, Page};
+use crate::writer::Writer;
 use crate::{Result, SchemaState, SqliteConfig, StoreError};
 
 const DB_FILE: &str = "plinth.db";
@@ -23,60 +27,16 @@ const META_TABLE: &str = "_plinth_meta";
 
 pub(crate) struct Sqlite {
     schema: Arc<Schema>,
-    writer: Mutex<Connection>,
-    readers: Pool,
+    pub(crate) writer: Writer,
+    path: PathBuf,
+    /// Identifies this database in the per-thread reader cache; dropped with
+    /// the store, which lets threads close their readers of it.
+    token: Arc<()>,
 }
 
-struct Pool {
-    idle: Mutex<Vec<Connection>>,
-    available: Condvar,
-}
-
-struct Pooled<'a> {
-    pool: &'a Pool,
-    conn: Option<Connection>,
-}
-
-impl Pool {
-    fn get(&self) -> Result<Pooled<'_>> {
-        let mut idle = lock(&self.idle)?;
-        loop {
-            if let Some(conn) = idle.pop() {
-                return Ok(Pooled {
-                    pool: self,
-                    conn: Some(conn),
-                });
-            }
-            idle = self
-                .available
-                .wait(idle)
-                .map_err(|_| StoreError::Internal("reader pool poisoned".into()))?;
-        }
-    }
-}
-
-impl std::ops::Deref for Pooled<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        // Invariant: `conn` is Some until drop.
-        self.conn
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("pooled connection taken"))
-    }
-}
-
-impl Drop for Pooled<'_> {
-    fn drop(&mut self) {
-        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.pool.idle.lock()) {
-            idle.push(conn);
-            self.pool.available.notify_one();
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
-    m.lock()
-        .map_err(|_| StoreError::Internal("connection lock poisoned".into()))
+thread_local! {
+    /// Read-only connections of this thread, one per open database.
+    static READERS: RefCell<Vec<(Weak<()>, Connection)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
@@ -94,7 +54,7 @@ fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn map_err(e: rusqlite::Error) -> StoreError {
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(err, msg) = &e {
         match err.extended_code {
             ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
@@ -216,27 +176,42 @@ impl Sqlite {
         if let SchemaState::Differs(_) = state {
             return Ok((None, state));
         }
-        let mut idle = Vec::with_capacity(config.readers);
-        for _ in 0..config.readers.max(1) {
-            let conn = Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(map_err)?;
-            configure(&conn, true).map_err(map_err)?;
-            idle.push(conn);
-        }
         Ok((
             Some(Sqlite {
                 schema,
-                writer: Mutex::new(writer),
-                readers: Pool {
-                    idle: Mutex::new(idle),
-                    available: Condvar::new(),
-                },
+                writer: Writer::start(writer)?,
+                path,
+                token: Arc::new(()),
             }),
             state,
         ))
+    }
+
+    /// Runs `f` with this thread's read-only connection to the database
+    /// (opened on first use). Reads run on the calling thread: a read from a
+    /// WAL database is microseconds, far less than handing it to another
+    /// thread and back (docs/decisions/0002-sqlite-driver.md).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        READERS.with(|cell| {
+            let mut readers = cell.borrow_mut();
+            let mine = Arc::downgrade(&self.token);
+            let pos = match readers.iter().position(|(t, _)| t.ptr_eq(&mine)) {
+                Some(pos) => pos,
+                None => {
+                    // Close connections of databases that were dropped.
+                    readers.retain(|(t, _)| t.strong_count() > 0);
+                    let conn = Connection::open_with_flags(
+                        &self.path,
+                        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(map_err)?;
+                    configure(&conn, true).map_err(map_err)?;
+                    readers.push((mine, conn));
+                    readers.len() - 1
+                }
+            };
+            f(&readers[pos].1)
+        })
     }
 
     pub(crate) fn schema(&self) -> &Arc<Schema> {
@@ -251,11 +226,10 @@ impl Sqlite {
 
     /// A random 32-byte secret named `name`, created on first use and kept
     /// in the database so every process on it shares it.
-    pub(crate) fn secret(&self, name: &str) -> Result<Vec<u8>> {
+    pub(crate) fn secret(&self, conn: &Connection, name: &str) -> Result<Vec<u8>> {
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh)
             .map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
-        let conn = lock(&self.writer)?;
         let (sql, values) = Query::insert()
             .into_table(col(META_TABLE))
             .columns(["key", "value"].map(col))
@@ -280,13 +254,19 @@ impl Sqlite {
     }
 
     pub(crate) fn ping(&self) -> Result<()> {
-        let conn = self.readers.get()?;
-        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-            .map_err(map_err)?;
-        Ok(())
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(map_err)?;
+            Ok(())
+        })
     }
 
-    pub(crate) fn insert(&self, coll: &str, input: Vec<(String, Value)>) -> Result<Record> {
+    pub(crate) fn insert(
+        &self,
+        tx: &Connection,
+        coll: &str,
+        input: Vec<(String, Value)>,
+    ) -> Result<Record> {
         let c = self.collection(coll)?;
         let now = plinth_domain::value::now_timestamp();
         let record = Record {
@@ -324,13 +304,10 @@ impl Sqlite {
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let (sql, values) = q.build(SqliteQueryBuilder);
 
-        let mut conn = lock(&self.writer)?;
-        let tx = conn.transaction().map_err(map_err)?;
-        self.check_relations(&tx, c, &record.fields)?;
+        self.check_relations(tx, c, &record.fields)?;
         tx.prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
             .map_err(map_err)?;
-        tx.commit().map_err(map_err)?;
         Ok(record)
     }
 
@@ -383,8 +360,7 @@ impl Sqlite {
 
     pub(crate) fn get(&self, coll: &str, id: &str) -> Result<Record> {
         let c = self.collection(coll)?;
-        let conn = self.readers.get()?;
-        Self::fetch(&conn, c, id)
+        self.read(|conn| Self::fetch(conn, c, id))
     }
 
     /// Reads the record and computes its changes with `f` inside the write
@@ -392,14 +368,13 @@ impl Sqlite {
     /// racing (no lost updates, no retries).
     pub(crate) fn modify<E>(
         &self,
+        tx: &Connection,
         coll: &str,
         id: &str,
         f: impl FnOnce(&Record) -> std::result::Result<Vec<(String, Value)>, E>,
     ) -> Result<std::result::Result<Record, E>> {
         let c = self.collection(coll)?;
-        let mut conn = lock(&self.writer)?;
-        let tx = conn.transaction().map_err(map_err)?;
-        let current = Self::fetch(&tx, c, id)?;
+        let current = Self::fetch(tx, c, id)?;
         let changes = match f(&current) {
             Ok(ch) => ch,
             Err(e) => return Ok(Err(e)),
@@ -421,7 +396,7 @@ impl Sqlite {
         q.and_where(Expr::col(col("id")).eq(id))
             .and_where(Expr::col(col("version")).eq(current.version));
         let (sql, values) = q.build(SqliteQueryBuilder);
-        self.check_relations(&tx, c, &changes)?;
+        self.check_relations(tx, c, &changes)?;
         let n = tx
             .prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
@@ -430,15 +405,18 @@ impl Sqlite {
             // Unreachable while this connection is the only writer.
             return Err(StoreError::VersionMismatch);
         }
-        let record = Self::fetch(&tx, c, id)?;
-        tx.commit().map_err(map_err)?;
+        let record = Self::fetch(tx, c, id)?;
         Ok(Ok(record))
     }
 
-    pub(crate) fn delete(&self, coll: &str, id: &str, expected_version: Option<i64>) -> Result<()> {
+    pub(crate) fn delete(
+        &self,
+        tx: &Connection,
+        coll: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
         let c = self.collection(coll)?;
-        let mut conn = lock(&self.writer)?;
-        let tx = conn.transaction().map_err(map_err)?;
         // Name the first collection still pointing here (the foreign key
         // would refuse anyway, but without saying who).
         for other in &self.schema.collections {
@@ -479,12 +457,11 @@ impl Sqlite {
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
             .map_err(map_err)?;
         if n == 0 {
-            return match Self::fetch(&tx, c, id) {
+            return match Self::fetch(tx, c, id) {
                 Ok(_) => Err(StoreError::VersionMismatch),
                 Err(e) => Err(e),
             };
         }
-        tx.commit().map_err(map_err)?;
         Ok(())
     }
 
@@ -493,40 +470,45 @@ impl Sqlite {
         let mut q = select_record(c);
         query::apply(&mut q, query, Dialect::Sqlite);
         let (sql, values) = q.build(SqliteQueryBuilder);
-        let conn = self.readers.get()?;
-        let mut records = {
-            let mut st = conn.prepare_cached(&sql).map_err(map_err)?;
-            let rows = st
-                .query_map(rusqlite::params_from_iter(params(&values)), |row| {
-                    read_record(c, row)
-                })
-                .map_err(map_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(map_err)?
-        };
-        let more = records.len() > query.limit as usize;
-        records.truncate(query.limit as usize);
-        let total = if query.total {
-            let mut q = Query::select();
-            q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
-            if let Some(f) = &query.filter {
-                q.cond_where(query::filter_condition(f));
-            }
-            let (sql, values) = q.build(SqliteQueryBuilder);
-            let n: i64 = conn
-                .prepare_cached(&sql)
-                .and_then(|mut st| {
-                    st.query_row(rusqlite::params_from_iter(params(&values)), |r| r.get(0))
-                })
-                .map_err(map_err)?;
-            Some(u64::try_from(n).unwrap_or(0))
-        } else {
-            None
-        };
-        Ok(Page {
-            records,
-            more,
-            total,
+        self.read(|conn| {
+            // Page and count see one snapshot.
+            let tx = conn.unchecked_transaction().map_err(map_err)?;
+            let conn = &*tx;
+            let mut records = {
+                let mut st = conn.prepare_cached(&sql).map_err(map_err)?;
+                let rows = st
+                    .query_map(rusqlite::params_from_iter(params(&values)), |row| {
+                        read_record(c, row)
+                    })
+                    .map_err(map_err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(map_err)?
+            };
+            let more = records.len() > query.limit as usize;
+            records.truncate(query.limit as usize);
+            let total = if query.total {
+                let mut q = Query::select();
+                q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
+                if let Some(f) = &query.filter {
+                    q.cond_where(query::filter_condition(f));
+                }
+                let (sql, values) = q.build(SqliteQueryBuilder);
+                let n: i64 = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut st| {
+                        st.query_row(rusqlite::params_from_iter(params(&values)), |r| r.get(0))
+                    })
+                    .map_err(map_err)?;
+                Some(u64::try_from(n).unwrap_or(0))
+            } else {
+                None
+            };
+            drop(tx);
+            Ok(Page {
+                records,
+                more,
+                total,
+            })
         })
     }
 
@@ -539,14 +521,15 @@ impl Sqlite {
         let (sql, values) = select_record(c)
             .and_where(Expr::col(col("id")).is_in(ids.iter().map(String::as_str)))
             .build(SqliteQueryBuilder);
-        let conn = self.readers.get()?;
-        let mut st = conn.prepare(&sql).map_err(map_err)?;
-        let rows = st
-            .query_map(rusqlite::params_from_iter(params(&values)), |row| {
-                read_record(c, row)
-            })
-            .map_err(map_err)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        self.read(|conn| {
+            let mut st = conn.prepare(&sql).map_err(map_err)?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(params(&values)), |row| {
+                    read_record(c, row)
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })
     }
 
     /// The SQL and SQLite's query plan for a list query.
@@ -555,18 +538,17 @@ impl Sqlite {
         let mut q = select_record(c);
         query::apply(&mut q, query, Dialect::Sqlite);
         let (sql, values) = q.build(SqliteQueryBuilder);
-        let conn = self.readers.get()?;
-        let mut st = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .map_err(map_err)?;
-        let rows = st
-            .query_map(rusqlite::params_from_iter(params(&values)), |row| {
-                row.get::<_, String>(3)
-            })
-            .map_err(map_err)?;
-        let plan = rows
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(map_err)?;
+        let plan = self.read(|conn| {
+            let mut st = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(map_err)?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(params(&values)), |row| {
+                    row.get::<_, String>(3)
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(map_err)
+        })?;
         Ok((sql, plan))
     }
 }

@@ -164,9 +164,6 @@ fn openapi(path: &Path) -> Result<ExitCode> {
 fn open_store(data: &DataArgs, schema: Schema) -> Result<Option<Store>> {
     let config = SqliteConfig {
         data_dir: data.data_dir.clone(),
-        readers: std::thread::available_parallelism()
-            .map_or(4, |n| n.get() * 2)
-            .max(4),
     };
     let (store, state) = Store::open_sqlite(&config, Arc::new(schema))
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;

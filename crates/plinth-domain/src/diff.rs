@@ -3,7 +3,8 @@
 //! Until planned migrations exist, any difference makes `serve` refuse to
 //! start; this module names each one so the operator knows what changed.
 
-use crate::schema::{Collection, Field, Schema};
+use crate::schema::{Bound, Collection, DefaultValue, Field, Schema};
+use crate::value::Value;
 
 /// Lists every difference from `applied` (in the database) to `wanted` (the file),
 /// one human-readable line each, in a stable order. Empty when they match.
@@ -44,7 +45,9 @@ fn diff_collection(a: &Collection, w: &Collection, out: &mut Vec<String>) {
     }
     let a_order: Vec<&str> = a.fields.iter().map(|f| f.name.as_str()).collect();
     let w_order: Vec<&str> = w.fields.iter().map(|f| f.name.as_str()).collect();
-    if a_order != w_order && a.fields.len() == w.fields.len() && out.is_empty() {
+    let same_fields =
+        a.fields.len() == w.fields.len() && a.fields.iter().all(|f| w.field(&f.name).is_some());
+    if a_order != w_order && same_fields {
         out.push(format!("fields of `{c}` are in a different order"));
     }
     for ix in &w.indexes {
@@ -84,30 +87,66 @@ fn diff_field(c: &str, a: &Field, w: &Field, out: &mut Vec<String>) {
     if a.unique != w.unique {
         changed("unique", a.unique.to_string(), w.unique.to_string());
     }
-    let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
+    fn opt<T>(v: &Option<T>, show: impl Fn(&T) -> String) -> String {
+        v.as_ref().map_or_else(|| "unset".to_owned(), show)
+    }
+    let quoted = |s: &String| format!("{s:?}");
+    let default = |d: &DefaultValue| match d {
+        DefaultValue::Now => "\"now\"".to_owned(),
+        DefaultValue::Today => "\"today\"".to_owned(),
+        DefaultValue::Literal(Value::Text(t)) => format!("{t:?}"),
+        DefaultValue::Literal(Value::Int(i)) => i.to_string(),
+        DefaultValue::Literal(Value::Float(f)) => f.to_string(),
+        DefaultValue::Literal(Value::Bool(b)) => b.to_string(),
+        DefaultValue::Literal(v) => format!("{v:?}"),
+    };
+    let bound = |b: &Bound| match b {
+        Bound::Int(i) => i.to_string(),
+        Bound::Float(f) => f.to_string(),
+    };
     if a.default != w.default {
-        changed("default", show(&a.default), show(&w.default));
+        changed(
+            "default",
+            opt(&a.default, default),
+            opt(&w.default, default),
+        );
     }
     if a.min != w.min {
-        changed("min", show(&a.min), show(&w.min));
+        changed("min", opt(&a.min, bound), opt(&w.min, bound));
     }
     if a.max != w.max {
-        changed("max", show(&a.max), show(&w.max));
+        changed("max", opt(&a.max, bound), opt(&w.max, bound));
     }
     if a.min_length != w.min_length {
-        changed("min_length", show(&a.min_length), show(&w.min_length));
+        changed(
+            "min_length",
+            opt(&a.min_length, u32::to_string),
+            opt(&w.min_length, u32::to_string),
+        );
     }
     if a.max_length != w.max_length {
-        changed("max_length", show(&a.max_length), show(&w.max_length));
+        changed(
+            "max_length",
+            opt(&a.max_length, u32::to_string),
+            opt(&w.max_length, u32::to_string),
+        );
     }
     if a.pattern != w.pattern {
-        changed("pattern", show(&a.pattern), show(&w.pattern));
+        changed("pattern", opt(&a.pattern, quoted), opt(&w.pattern, quoted));
     }
     if a.values != w.values {
-        changed("values", show(&a.values), show(&w.values));
+        changed(
+            "values",
+            format!("{:?}", a.values),
+            format!("{:?}", w.values),
+        );
     }
     if a.collection != w.collection {
-        changed("collection", show(&a.collection), show(&w.collection));
+        changed(
+            "collection",
+            opt(&a.collection, quoted),
+            opt(&w.collection, quoted),
+        );
     }
     if a.description != w.description {
         out.push(format!("field `{n}`: description changed"));
@@ -134,7 +173,7 @@ mod tests {
             d,
             [
                 "collection `tags` is new in the schema file",
-                "field `posts.title`: max_length changed from Some(10) to Some(20)",
+                "field `posts.title`: max_length changed from 10 to 20",
                 "field `posts.old` exists in the database but not in the schema file",
             ]
         );

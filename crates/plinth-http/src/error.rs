@@ -158,7 +158,7 @@ impl From<StoreError> for ApiError {
                 detail: "the record was changed concurrently; retry".into(),
                 errors: Vec::new(),
             },
-            StoreError::Unavailable(msg) => {
+            StoreError::Unavailable(msg) | StoreError::Locked(msg) => {
                 tracing::warn!(error = %msg, "database unavailable");
                 ApiError::Unavailable
             }

@@ -39,6 +39,13 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
 }
 
+impl HttpConfig {
+    /// Checks the settings without starting anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        cors_layer(&self.cors_origins).map(|_| ())
+    }
+}
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -92,6 +99,9 @@ pub async fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError
     if let Some(cors) = cors {
         router = router.layer(cors);
     }
+    // A panic in a handler becomes a 500 (rendered as problem+json by
+    // `observe`), never a dropped connection.
+    router = router.layer(tower_http::catch_panic::CatchPanicLayer::new());
     Ok(router.layer(middleware::from_fn_with_state(state, observe)))
 }
 
@@ -139,11 +149,18 @@ async fn healthz() -> Response {
     json_ok(r#"{"status":"ok"}"#)
 }
 
+/// How long readiness waits for the database (reader and writer).
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => json_ok(r#"{"status":"ready"}"#),
-        Err(e) => {
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => json_ok(r#"{"status":"ready"}"#),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
+            ApiError::Unavailable.into_response()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check timed out: the database did not answer within 2 s");
             ApiError::Unavailable.into_response()
         }
     }
@@ -215,7 +232,8 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
 
-    let mut res = next.run(req).await;
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
 
     let status = res.status();
     let draft = res.extensions_mut().remove::<ProblemDraft>();

@@ -36,7 +36,11 @@ fn column(field: &Field, dialect: Dialect) -> ColumnDef {
         (FieldType::Json, Dialect::Postgres) => col.json_binary(),
         (FieldType::Json, Dialect::Sqlite) => col
             .text()
-            .check(Expr::cust(format!("json_valid(\"{}\")", field.name))),
+            // Spelled out for SQLite versions where json_valid(NULL) is 0.
+            .check(Expr::cust(format!(
+                "\"{0}\" IS NULL OR json_valid(\"{0}\")",
+                field.name
+            ))),
         _ => col.text(),
     };
     if field.required {

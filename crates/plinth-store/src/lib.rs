@@ -41,6 +41,8 @@ pub enum StoreError {
     VersionMismatch,
     #[error("unknown collection `{0}`")]
     UnknownCollection(String),
+    #[error("{0}")]
+    Locked(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal store error: {0}")]
@@ -53,6 +55,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {
     pub data_dir: PathBuf,
+    /// Take an exclusive lock on the data directory for the store's life, so
+    /// a second server on the same directory is refused (`serve` sets it).
+    pub exclusive: bool,
 }
 
 /// The state of the database relative to the schema file.
@@ -101,7 +106,16 @@ impl Store {
 
     /// Checks the database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
-        self.inner.ping()
+        self.inner.ping()?;
+        // The writer must be alive and able to start a write transaction.
+        self.inner
+            .writer
+            .write(|conn| {
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map_err(sqlite::map_err)?;
+                Ok(())
+            })
+            .await
     }
 
     /// Inserts a new record. `fields` holds a value for every user field of

@@ -341,6 +341,7 @@ d = { type = "date" }
         let schema = plinth_domain::parse_schema(SCHEMA).expect("valid");
         let cfg = SqliteConfig {
             data_dir: dir.path().to_owned(),
+            exclusive: true,
         };
         let (db, _) = Sqlite::open(&cfg, Arc::new(schema)).expect("opens");
         (dir, Arc::new(db.expect("fresh database")))

@@ -32,6 +32,32 @@ pub(crate) struct Sqlite {
     /// Identifies this database in the per-thread reader cache; dropped with
     /// the store, which lets threads close their readers of it.
     token: Arc<()>,
+    /// Held (locked) for the store's life when the config asks for exclusivity.
+    _lock: Option<std::fs::File>,
+}
+
+const LOCK_FILE: &str = "plinth.lock";
+
+/// Locks the data directory against a second Plinth process.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(format!(
+            "another Plinth process is using {} (it holds {LOCK_FILE}); stop it first or use another --data-dir",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 thread_local! {
@@ -70,15 +96,21 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
                     .unwrap_or_default();
                 return StoreError::Unique { fields };
             }
-            ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED | ffi::SQLITE_CANTOPEN | ffi::SQLITE_FULL => {
+            _ if matches!(
+                err.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::PermissionDenied
+                    | rusqlite::ErrorCode::FileLockingProtocolFailed
+            ) =>
+            {
                 return StoreError::Unavailable(e.to_string());
             }
             _ => {}
-        }
-        if err.code == rusqlite::ErrorCode::DatabaseBusy
-            || err.code == rusqlite::ErrorCode::DatabaseLocked
-        {
-            return StoreError::Unavailable(e.to_string());
         }
     }
     StoreError::Internal(e.to_string())
@@ -168,6 +200,11 @@ impl Sqlite {
                 config.data_dir.display()
             ))
         })?;
+        let lock = if config.exclusive {
+            Some(lock_data_dir(&config.data_dir)?)
+        } else {
+            None
+        };
         let path = config.data_dir.join(DB_FILE);
         let mut writer = Connection::open(&path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
@@ -182,6 +219,7 @@ impl Sqlite {
                 writer: Writer::start(writer)?,
                 path,
                 token: Arc::new(()),
+                _lock: lock,
             }),
             state,
         ))
@@ -255,8 +293,11 @@ impl Sqlite {
 
     pub(crate) fn ping(&self) -> Result<()> {
         self.read(|conn| {
-            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(map_err)?;
+            // Reads the database file itself, not just the connection.
+            conn.query_row("SELECT count(*) FROM _plinth_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(map_err)?;
             Ok(())
         })
     }

@@ -161,9 +161,19 @@ fn openapi(path: &Path) -> Result<ExitCode> {
 }
 
 /// Opens the store for a command that reads data; refuses on schema differences.
-fn open_store(data: &DataArgs, schema: Schema) -> Result<Option<Store>> {
+fn open_store(data: &DataArgs, schema: Schema, exclusive: bool) -> Result<Option<Store>> {
+    open_store_in(&data.data_dir, &data.schema.schema, schema, exclusive)
+}
+
+fn open_store_in(
+    data_dir: &Path,
+    schema_path: &Path,
+    schema: Schema,
+    exclusive: bool,
+) -> Result<Option<Store>> {
     let config = SqliteConfig {
-        data_dir: data.data_dir.clone(),
+        data_dir: data_dir.to_owned(),
+        exclusive,
     };
     let (store, state) = Store::open_sqlite(&config, Arc::new(schema))
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
@@ -181,7 +191,7 @@ fn open_store(data: &DataArgs, schema: Schema) -> Result<Option<Store>> {
             }
             eprintln!(
                 "Plinth never alters or drops data by itself. Restore the previous {} or use a new --data-dir.",
-                data.schema.schema.display()
+                schema_path.display()
             );
             Ok(None)
         }
@@ -211,7 +221,17 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
     };
     let sort =
         plinth_domain::sort::parse_sort(&c, &args.sort).map_err(|e| anyhow::anyhow!("sort {e}"))?;
-    let Some(store) = open_store(&args.data, schema)? else {
+    // Without a database, plan against an empty one with the same schema
+    // (plans come from the schema's indexes), leaving --data-dir untouched.
+    let scratch = std::env::temp_dir().join(format!("plinth-explain-{}", std::process::id()));
+    let existing = args.data.data_dir.join("plinth.db").exists();
+    let dir = if existing {
+        args.data.data_dir.clone()
+    } else {
+        scratch.clone()
+    };
+    let opened = open_store_in(&dir, &args.data.schema.schema, schema, false);
+    let Some(store) = opened? else {
         return Ok(ExitCode::FAILURE);
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -226,6 +246,14 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
         total: false,
     };
     let (sql, plan) = runtime.block_on(store.explain(&c.name, query))?;
+    drop(store);
+    if !existing {
+        let _ = std::fs::remove_dir_all(&scratch);
+        println!(
+            "(no database in {}; planned against an empty one with the same schema)\n",
+            args.data.data_dir.display()
+        );
+    }
     println!("SQL:\n  {sql}\n\nPlan:");
     for line in &plan {
         println!("  {line}");
@@ -299,10 +327,13 @@ fn init_logs(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // Events inside a request carry its request_id (span "request").
+            .with_current_span(true)
             .with_span_list(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
     }
 }
 
@@ -311,28 +342,27 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     init_logs(args.log_format);
-    let Some(store) = open_store(&args.data, schema)? else {
-        return Ok(ExitCode::FAILURE);
-    };
     let origins: Vec<String> = args
         .cors_origins
         .iter()
         .map(|o| o.trim().to_owned())
         .filter(|o| !o.is_empty())
         .collect();
+    let http = plinth_http::HttpConfig {
+        max_body_bytes: args.max_body_bytes,
+        cors_origins: origins,
+    };
+    // Refuse bad settings before touching the data directory.
+    http.validate()?;
+    let Some(store) = open_store(&args.data, schema, true)? else {
+        return Ok(ExitCode::FAILURE);
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let app = plinth_http::app(
-            store,
-            plinth_http::HttpConfig {
-                max_body_bytes: args.max_body_bytes,
-                cors_origins: origins,
-            },
-        )
-        .await?;
+        let app = plinth_http::app(store, http).await?;
         let shutdown = plinth_http::shutdown_signal().context("cannot install signal handlers")?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -369,3 +369,57 @@ async fn serve_exits_2_on_an_unparseable_flag_value() {
     }
     assert!(!env.data_dir().exists(), "nothing was created");
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let env = Env::new();
+    let first = env.start().await;
+    let rec = first.create_post("kept").await;
+    let f = expect_start_failure(&env, &[]).await;
+    assert_eq!(f.status.and_then(|s| s.code()), Some(1), "{f:#?}");
+    assert!(
+        f.stderr.contains("another Plinth process is using"),
+        "{}",
+        f.stderr
+    );
+    // The first server is unaffected.
+    let path = format!("/v1/posts/{}", rec["id"].as_str().expect("id"));
+    first.get(&path).await.expect_status(200);
+    first.get("/readyz").await.expect_status(200);
+}
+
+#[tokio::test]
+async fn explain_without_a_database_leaves_the_data_dir_alone() {
+    let env = Env::new();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["explain", "--schema"])
+        .arg(env.schema_path())
+        .arg("--data-dir")
+        .arg(env.data_dir())
+        .args(["posts", "status = \"published\"", "-created_at"])
+        .output()
+        .expect("run explain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Served by an index."), "{stdout}");
+    assert!(
+        !env.data_dir().exists(),
+        "explain created {}",
+        env.data_dir().display()
+    );
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["explain", "--schema"])
+        .arg(env.schema_path())
+        .arg("--data-dir")
+        .arg(env.data_dir())
+        .args(["posts", "views > 3", "-views"])
+        .output()
+        .expect("run explain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("SCAN"), "{stdout}");
+    assert!(stdout.contains(r#"fields = ["views"]"#), "{stdout}");
+}

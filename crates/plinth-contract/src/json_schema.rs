@@ -115,6 +115,13 @@ pub fn field_schema(f: &Field, nullable: bool) -> Json {
         }
         _ => {}
     }
+    if matches!(f.ty, FieldType::Text | FieldType::Email | FieldType::Url) {
+        // NUL cannot be stored by PostgreSQL; refused everywhere alike.
+        s.insert(
+            "not".into(),
+            json!({"type": "string", "pattern": "\\u0000", "description": "no NUL characters"}),
+        );
+    }
     if let Some(n) = f.min_length {
         s.insert("minLength".into(), json!(n));
     }

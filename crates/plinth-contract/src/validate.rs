@@ -268,6 +268,9 @@ fn check(
                 let what = f.map_or("well-formed", describe);
                 FieldError::new(&field, "format", format!("must be {what}"))
             }
+            ValidationErrorKind::Not { .. } => {
+                FieldError::new(&field, "invalid", "must not contain NUL characters")
+            }
             _ => FieldError::new(&field, "invalid", e.to_string()),
         };
         errors.push(fe);
@@ -325,7 +328,7 @@ fn to_value(f: &Field, j: &Json) -> Result<Value, FieldError> {
             Value::Text(normalize_datetime(s).ok_or_else(|| {
                 bad(
                     "format",
-                    "must be an RFC 3339 date-time between years 0000 and 9999",
+                    "must be an RFC 3339 date-time between years 0001 and 9999",
                 )
             })?)
         }

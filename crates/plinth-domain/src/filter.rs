@@ -598,6 +598,11 @@ fn type_literal(
             ),
         )
     };
+    if let Literal::Str(s) = lit
+        && s.contains('\0')
+    {
+        return err(pos, "strings cannot contain NUL characters");
+    }
     let what = match lit {
         Literal::Null => return Ok(Value::Null),
         Literal::Bool(_) => "true/false",

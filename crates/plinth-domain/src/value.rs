@@ -92,7 +92,8 @@ pub fn today() -> String {
 pub fn normalize_datetime(s: &str) -> Option<String> {
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     let utc = t.to_offset(UtcOffset::UTC);
-    if !(0..=9999).contains(&utc.year()) {
+    // Years 1..=9999: what RFC 3339 and every supported database can store.
+    if !(1..=9999).contains(&utc.year()) {
         return None;
     }
     Some(format_ts(utc))
@@ -104,6 +105,9 @@ pub fn normalize_date(s: &str) -> Option<String> {
         return None;
     }
     let d = Date::parse(s, DATE_FORMAT).ok()?;
+    if d.year() < 1 {
+        return None;
+    }
     d.format(DATE_FORMAT).ok()
 }
 

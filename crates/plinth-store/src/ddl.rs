@@ -33,7 +33,8 @@ fn column(field: &Field, dialect: Dialect) -> ColumnDef {
         (FieldType::Boolean, _) => col.boolean(),
         (FieldType::Datetime, Dialect::Postgres) => col.timestamp_with_time_zone(),
         (FieldType::Date, Dialect::Postgres) => col.date(),
-        (FieldType::Json, Dialect::Postgres) => col.json_binary(),
+        // `json` (not jsonb) keeps the document as sent, as SQLite does.
+        (FieldType::Json, Dialect::Postgres) => col.json(),
         (FieldType::Json, Dialect::Sqlite) => col
             .text()
             // Spelled out for SQLite versions where json_valid(NULL) is 0.
@@ -41,6 +42,7 @@ fn column(field: &Field, dialect: Dialect) -> ColumnDef {
                 "\"{0}\" IS NULL OR json_valid(\"{0}\")",
                 field.name
             ))),
+        (_, Dialect::Postgres) => col.text().extra(BYTEWISE),
         _ => col.text(),
     };
     if field.required {
@@ -58,17 +60,31 @@ fn column(field: &Field, dialect: Dialect) -> ColumnDef {
     col
 }
 
+/// PostgreSQL text columns compare byte-wise, as SQLite's do, so filters and
+/// sort orders mean the same on both databases.
+const BYTEWISE: &str = "COLLATE \"C\"";
+
+fn timestamp(name: &str, dialect: Dialect) -> ColumnDef {
+    let mut c = ColumnDef::new(Alias::new(name));
+    match dialect {
+        Dialect::Sqlite => c.text(),
+        Dialect::Postgres => c.timestamp_with_time_zone(),
+    };
+    c.not_null();
+    c
+}
+
 fn create_table(c: &Collection, dialect: Dialect) -> String {
+    let mut id = ColumnDef::new(Alias::new("id"));
+    id.text().not_null().primary_key();
+    if dialect == Dialect::Postgres {
+        id.extra(BYTEWISE);
+    }
     let mut t = Table::create();
     t.table(Alias::new(&c.name))
-        .col(
-            ColumnDef::new(Alias::new("id"))
-                .text()
-                .not_null()
-                .primary_key(),
-        )
-        .col(ColumnDef::new(Alias::new("created_at")).text().not_null())
-        .col(ColumnDef::new(Alias::new("updated_at")).text().not_null())
+        .col(id)
+        .col(timestamp("created_at", dialect))
+        .col(timestamp("updated_at", dialect))
         .col(
             ColumnDef::new(Alias::new("version"))
                 .big_integer()

@@ -13,6 +13,7 @@
 //! will be a second variant behind the same API.
 
 mod ddl;
+mod postgres;
 mod query;
 mod sqlite;
 mod writer;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use plinth_domain::{Record, Schema, Value};
 
 pub use ddl::{Dialect, schema_ddl};
+pub use postgres::{PostgresConfig, redact_url};
 pub use query::{ListQuery, Page};
 
 /// Errors a store operation can end in. Everything a client can cause has its
@@ -74,7 +76,13 @@ pub enum SchemaState {
 /// A handle to the database, cheap to clone, bound to one applied schema.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<sqlite::Sqlite>,
+    inner: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<sqlite::Sqlite>),
+    Postgres(Arc<postgres::Postgres>),
 }
 
 impl Store {
@@ -87,53 +95,92 @@ impl Store {
         schema: Arc<Schema>,
     ) -> Result<(Option<Store>, SchemaState)> {
         let (db, state) = sqlite::Sqlite::open(config, schema)?;
-        Ok((db.map(|d| Store { inner: Arc::new(d) }), state))
+        Ok((
+            db.map(|d| Store {
+                inner: Backend::Sqlite(Arc::new(d)),
+            }),
+            state,
+        ))
+    }
+
+    /// Connects to PostgreSQL and, like [`Store::open_sqlite`], applies the
+    /// schema to an empty database or compares it with the recorded one.
+    pub async fn open_postgres(
+        config: &PostgresConfig,
+        schema: Arc<Schema>,
+    ) -> Result<(Option<Store>, SchemaState)> {
+        let (db, state) = postgres::Postgres::open(config, schema).await?;
+        Ok((
+            db.map(|d| Store {
+                inner: Backend::Postgres(Arc::new(d)),
+            }),
+            state,
+        ))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match &self.inner {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     pub fn schema(&self) -> &Arc<Schema> {
-        self.inner.schema()
+        match &self.inner {
+            Backend::Sqlite(db) => db.schema(),
+            Backend::Postgres(db) => db.schema(),
+        }
     }
 
     /// A random secret shared by every process on this database (created on first use).
     pub async fn secret(&self, name: &str) -> Result<Vec<u8>> {
-        let db = self.inner.clone();
-        let name = name.to_owned();
-        self.inner
-            .writer
-            .write(move |tx| db.secret(tx, &name))
-            .await
+        match &self.inner {
+            Backend::Sqlite(db) => {
+                let (w, name) = (db.clone(), name.to_owned());
+                db.writer.write(move |tx| w.secret(tx, &name)).await
+            }
+            Backend::Postgres(db) => db.secret(name).await,
+        }
     }
 
-    /// Checks the database answers a trivial query.
+    /// Checks the database answers: a read of the database itself and, for
+    /// SQLite, a round trip through the writer.
     pub async fn ping(&self) -> Result<()> {
-        self.inner.ping()?;
-        // The writer must be alive and able to start a write transaction.
-        self.inner
-            .writer
-            .write(|conn| {
-                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                    .map_err(sqlite::map_err)?;
-                Ok(())
-            })
-            .await
+        match &self.inner {
+            Backend::Sqlite(db) => {
+                db.ping()?;
+                db.writer
+                    .write(|conn| {
+                        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                            .map_err(sqlite::map_err)?;
+                        Ok(())
+                    })
+                    .await
+            }
+            Backend::Postgres(db) => db.ping().await,
+        }
     }
 
     /// Inserts a new record. `fields` holds a value for every user field of
     /// the collection (defaults already applied). Relations are checked in the
     /// same transaction.
     pub async fn insert(&self, collection: &str, fields: Vec<(String, Value)>) -> Result<Record> {
-        let db = self.inner.clone();
-        let c = collection.to_owned();
-        self.inner
-            .writer
-            .write(move |tx| db.insert(tx, &c, fields))
-            .await
+        match &self.inner {
+            Backend::Sqlite(db) => {
+                let (w, c) = (db.clone(), collection.to_owned());
+                db.writer.write(move |tx| w.insert(tx, &c, fields)).await
+            }
+            Backend::Postgres(db) => db.insert(collection, fields).await,
+        }
     }
 
-    /// Reads run on the calling thread (see `Sqlite::read`); writes are
-    /// queued to the writer thread (see `writer`).
+    /// Reads run on the calling thread for SQLite (see `Sqlite::read`);
+    /// SQLite writes are queued to the writer thread (see `writer`).
     pub async fn get(&self, collection: &str, id: &str) -> Result<Record> {
-        self.inner.get(collection, id)
+        match &self.inner {
+            Backend::Sqlite(db) => db.get(collection, id),
+            Backend::Postgres(db) => db.get(collection, id).await,
+        }
     }
 
     /// Read-modify-write of one record in one transaction: `f` sees the
@@ -149,12 +196,13 @@ impl Store {
         E: Send + 'static,
         F: FnOnce(&Record) -> std::result::Result<Vec<(String, Value)>, E> + Send + 'static,
     {
-        let db = self.inner.clone();
-        let (c, id) = (collection.to_owned(), id.to_owned());
-        self.inner
-            .writer
-            .write(move |tx| db.modify(tx, &c, &id, f))
-            .await
+        match &self.inner {
+            Backend::Sqlite(db) => {
+                let (w, c, id) = (db.clone(), collection.to_owned(), id.to_owned());
+                db.writer.write(move |tx| w.modify(tx, &c, &id, f)).await
+            }
+            Backend::Postgres(db) => db.modify(collection, id, f).await,
+        }
     }
 
     /// Deletes a record; with `expected_version`, only if it is still at that version.
@@ -164,22 +212,31 @@ impl Store {
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<()> {
-        let db = self.inner.clone();
-        let (c, id) = (collection.to_owned(), id.to_owned());
-        self.inner
-            .writer
-            .write(move |tx| db.delete(tx, &c, &id, expected_version))
-            .await
+        match &self.inner {
+            Backend::Sqlite(db) => {
+                let (w, c, id) = (db.clone(), collection.to_owned(), id.to_owned());
+                db.writer
+                    .write(move |tx| w.delete(tx, &c, &id, expected_version))
+                    .await
+            }
+            Backend::Postgres(db) => db.delete(collection, id, expected_version).await,
+        }
     }
 
     /// One page of records matching the query, in its order.
     pub async fn list(&self, collection: &str, query: ListQuery) -> Result<Page> {
-        self.inner.list(collection, &query)
+        match &self.inner {
+            Backend::Sqlite(db) => db.list(collection, &query),
+            Backend::Postgres(db) => db.list(collection, &query).await,
+        }
     }
 
     /// Records with the given ids (for expanding relations).
     pub async fn get_many(&self, collection: &str, ids: Vec<String>) -> Result<Vec<Record>> {
-        self.inner.get_many(collection, &ids)
+        match &self.inner {
+            Backend::Sqlite(db) => db.get_many(collection, &ids),
+            Backend::Postgres(db) => db.get_many(collection, &ids).await,
+        }
     }
 
     /// The SQL of a list query and the database's plan for it.
@@ -188,6 +245,28 @@ impl Store {
         collection: &str,
         query: ListQuery,
     ) -> Result<(String, Vec<String>)> {
-        self.inner.explain(collection, &query)
+        match &self.inner {
+            Backend::Sqlite(db) => db.explain(collection, &query),
+            Backend::Postgres(db) => db.explain(collection, &query).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: T) {}
+
+    #[allow(dead_code)]
+    fn store_futures_are_send(s: &Store, q: ListQuery) {
+        is_send(s.get("a", "b"));
+        is_send(s.list("a", q));
+        is_send(s.insert("a", Vec::new()));
+        is_send(s.delete("a", "b", None));
+        is_send(s.ping());
+        is_send(s.secret("x"));
+        is_send(s.get_many("a", Vec::new()));
+        is_send(s.modify::<(), _>("a", "b", |_| Ok(Vec::new())));
     }
 }

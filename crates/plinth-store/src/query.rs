@@ -7,9 +7,9 @@
 
 use sea_query::{Alias, Condition, Expr, ExprTrait, LikeExpr, Order, SelectStatement};
 
-use plinth_domain::Value;
 use plinth_domain::filter::{CmpOp, Filter};
 use plinth_domain::sort::Sort;
+use plinth_domain::{FieldType, Value};
 
 use crate::ddl::Dialect;
 
@@ -38,21 +38,45 @@ fn col(name: &str) -> Expr {
     Expr::col(Alias::new(name))
 }
 
-pub(crate) fn bind(v: &Value) -> Expr {
-    Expr::val(match v {
-        Value::Null => sea_query::Value::String(None),
-        Value::Bool(b) => sea_query::Value::Bool(Some(*b)),
-        Value::Int(i) => sea_query::Value::BigInt(Some(*i)),
-        Value::Float(f) => sea_query::Value::Double(Some(*f)),
-        Value::Text(s) | Value::Json(s) => sea_query::Value::String(Some(s.clone())),
-    })
+/// A domain value as a bound parameter of a column of type `ty` (nulls are
+/// typed too: PostgreSQL checks parameter types).
+pub(crate) fn typed(v: &Value, ty: FieldType) -> sea_query::Value {
+    use sea_query::Value as V;
+    match (v, ty) {
+        (Value::Null, FieldType::Integer) => V::BigInt(None),
+        (Value::Null, FieldType::Number) => V::Double(None),
+        (Value::Null, FieldType::Boolean) => V::Bool(None),
+        (Value::Null, _) => V::String(None),
+        (Value::Bool(b), _) => V::Bool(Some(*b)),
+        (Value::Int(i), FieldType::Number) =>
+        {
+            #[allow(clippy::cast_precision_loss)]
+            V::Double(Some(*i as f64))
+        }
+        (Value::Int(i), _) => V::BigInt(Some(*i)),
+        (Value::Float(f), _) => V::Double(Some(*f)),
+        (Value::Text(s) | Value::Json(s), _) => V::String(Some(s.clone())),
+    }
 }
 
-/// Escapes LIKE wildcards so `~` is a plain substring test.
+/// A bound parameter for a column of type `ty`, cast where the dialect
+/// stores the type natively (PostgreSQL timestamps, dates, json).
+pub(crate) fn bind_as(v: &Value, ty: FieldType, dialect: Dialect) -> Expr {
+    let e = Expr::val(typed(v, ty));
+    match (dialect, ty) {
+        (Dialect::Postgres, FieldType::Datetime) => e.cast_as(Alias::new("timestamptz")),
+        (Dialect::Postgres, FieldType::Date) => e.cast_as(Alias::new("date")),
+        (Dialect::Postgres, FieldType::Json) => e.cast_as(Alias::new("json")),
+        _ => e,
+    }
+}
+
+/// Escapes LIKE wildcards so `~` is a plain substring test. The needle is
+/// folded to ASCII lower case (the column is folded the same way).
 fn like_contains(needle: &str) -> LikeExpr {
     let mut p = String::with_capacity(needle.len() + 2);
     p.push('%');
-    for c in needle.chars() {
+    for c in needle.to_ascii_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -65,12 +89,16 @@ fn like_contains(needle: &str) -> LikeExpr {
 /// The SQL condition of a filter. SQL's three-valued logic is folded into two
 /// values: every comparison that is false on null says `col IS NOT NULL AND …`
 /// explicitly, so `NOT` of it is true on null, as in the reference semantics.
-pub(crate) fn filter_condition(f: &Filter) -> Condition {
+pub(crate) fn filter_condition(f: &Filter, dialect: Dialect) -> Condition {
     match f {
         Filter::Cmp {
-            field, op, value, ..
+            field,
+            ty,
+            op,
+            value,
         } => {
             let c = col(field);
+            let bind = |v: &Value| bind_as(v, *ty, dialect);
             let e = match (op, value) {
                 (CmpOp::Eq, Value::Null) => c.is_null(),
                 (CmpOp::Ne, Value::Null) => c.is_not_null(),
@@ -84,7 +112,16 @@ pub(crate) fn filter_condition(f: &Filter) -> Condition {
                 (CmpOp::Ge, v) => c.gte(bind(v)),
                 (CmpOp::Lt, v) => c.lt(bind(v)),
                 (CmpOp::Le, v) => c.lte(bind(v)),
-                (CmpOp::Contains, Value::Text(s)) => c.like(like_contains(s)),
+                // SQLite's LIKE already ignores ASCII case (only ASCII);
+                // PostgreSQL folds ASCII letters explicitly to match.
+                (CmpOp::Contains, Value::Text(s)) => match dialect {
+                    Dialect::Sqlite => c.like(like_contains(s)),
+                    Dialect::Postgres => Expr::cust_with_expr(
+                        "translate($1, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')",
+                        col(field),
+                    )
+                    .like(like_contains(s)),
+                },
                 (CmpOp::Contains, _) => Expr::val(1i64).eq(0i64),
             };
             if value.is_null() {
@@ -93,22 +130,22 @@ pub(crate) fn filter_condition(f: &Filter) -> Condition {
                 Condition::all().add(col(field).is_not_null()).add(e)
             }
         }
-        Filter::In { field, values, .. } => Condition::all()
+        Filter::In { field, ty, values } => Condition::all()
             .add(col(field).is_not_null())
-            .add(col(field).is_in(values.iter().map(bind))),
+            .add(col(field).is_in(values.iter().map(|v| bind_as(v, *ty, dialect)))),
         Filter::And(a, b) => Condition::all()
-            .add(filter_condition(a))
-            .add(filter_condition(b)),
+            .add(filter_condition(a, dialect))
+            .add(filter_condition(b, dialect)),
         Filter::Or(a, b) => Condition::any()
-            .add(filter_condition(a))
-            .add(filter_condition(b)),
-        Filter::Not(a) => filter_condition(a).not(),
+            .add(filter_condition(a, dialect))
+            .add(filter_condition(b, dialect)),
+        Filter::Not(a) => filter_condition(a, dialect).not(),
     }
 }
 
 /// Rows strictly after `after` in `sort` (nulls smallest):
 /// OR over i of (k1 = v1 AND … AND k(i-1) = v(i-1) AND ki after vi).
-pub(crate) fn after_condition(sort: &Sort, after: &[Value]) -> Condition {
+pub(crate) fn after_condition(sort: &Sort, after: &[Value], dialect: Dialect) -> Condition {
     let mut any = Condition::any();
     for (i, key) in sort.keys.iter().enumerate() {
         let Some(v) = after.get(i) else { break };
@@ -117,18 +154,20 @@ pub(crate) fn after_condition(sort: &Sort, after: &[Value]) -> Condition {
             all = all.add(if pv.is_null() {
                 col(&prev.field).is_null()
             } else {
-                col(&prev.field).eq(bind(pv))
+                col(&prev.field).eq(bind_as(pv, prev.ty, dialect))
             });
         }
         let step = match (key.desc, v.is_null()) {
             // Ascending after null: any non-null. After a value: greater.
             (false, true) => Some(Condition::all().add(col(&key.field).is_not_null())),
-            (false, false) => Some(Condition::all().add(col(&key.field).gt(bind(v)))),
+            (false, false) => {
+                Some(Condition::all().add(col(&key.field).gt(bind_as(v, key.ty, dialect))))
+            }
             // Descending after null: nothing smaller than null.
             (true, true) => None,
             (true, false) => Some(
                 Condition::any()
-                    .add(col(&key.field).lt(bind(v)))
+                    .add(col(&key.field).lt(bind_as(v, key.ty, dialect)))
                     .add(col(&key.field).is_null()),
             ),
         };
@@ -147,10 +186,10 @@ pub(crate) fn after_condition(sort: &Sort, after: &[Value]) -> Condition {
 /// Applies filter, cursor, order and limit (+1, to learn whether more follow).
 pub(crate) fn apply(q: &mut SelectStatement, query: &ListQuery, dialect: Dialect) {
     if let Some(f) = &query.filter {
-        q.cond_where(filter_condition(f));
+        q.cond_where(filter_condition(f, dialect));
     }
     if let Some(after) = &query.after {
-        q.cond_where(after_condition(&query.sort, after));
+        q.cond_where(after_condition(&query.sort, after, dialect));
     }
     for k in &query.sort.keys {
         let order = if k.desc { Order::Desc } else { Order::Asc };

@@ -531,7 +531,7 @@ impl Sqlite {
                 let mut q = Query::select();
                 q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
                 if let Some(f) = &query.filter {
-                    q.cond_where(query::filter_condition(f));
+                    q.cond_where(query::filter_condition(f, Dialect::Sqlite));
                 }
                 let (sql, values) = q.build(SqliteQueryBuilder);
                 let n: i64 = conn

@@ -33,6 +33,9 @@ enum Command {
     Openapi(SchemaArgs),
     /// Show the SQL and query plan of a list query, and whether an index serves it.
     Explain(ExplainArgs),
+    /// Work with OpenAPI contracts (`plinth contract diff`).
+    #[command(subcommand)]
+    Contract(crate::contract_cmd::ContractCommand),
 }
 
 #[derive(Args)]
@@ -65,6 +68,15 @@ struct DataArgs {
     /// Where the embedded database lives.
     #[arg(long, env = "PLINTH_DATA_DIR", default_value = "./plinth-data")]
     data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded database: postgres://user:password@host:port/db
+    #[arg(long, env = "PLINTH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Most PostgreSQL connections this process opens.
+    #[arg(long, env = "PLINTH_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    db_max_connections: u32,
+    /// Seconds a PostgreSQL statement may run before it is cancelled.
+    #[arg(long, env = "PLINTH_DB_STATEMENT_TIMEOUT", default_value_t = 5)]
+    db_statement_timeout: u64,
 }
 
 #[derive(Args)]
@@ -106,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Openapi(a) => openapi(&a.schema),
         Command::Serve(a) => serve(a),
         Command::Explain(a) => explain(a),
+        Command::Contract(c) => crate::contract_cmd::run(c),
     };
     match result {
         Ok(code) => code,
@@ -161,26 +174,46 @@ fn openapi(path: &Path) -> Result<ExitCode> {
 }
 
 /// Opens the store for a command that reads data; refuses on schema differences.
-fn open_store(data: &DataArgs, schema: Schema, exclusive: bool) -> Result<Option<Store>> {
-    open_store_in(&data.data_dir, &data.schema.schema, schema, exclusive)
+async fn open_store(data: &DataArgs, schema: Schema, exclusive: bool) -> Result<Option<Store>> {
+    open_store_in(data, &data.data_dir, schema, exclusive).await
 }
 
-fn open_store_in(
+async fn open_store_in(
+    data: &DataArgs,
     data_dir: &Path,
-    schema_path: &Path,
     schema: Schema,
     exclusive: bool,
 ) -> Result<Option<Store>> {
-    let config = SqliteConfig {
-        data_dir: data_dir.to_owned(),
-        exclusive,
+    let schema_path = &data.schema.schema;
+    let (opened, place) = match &data.database_url {
+        Some(url) => {
+            let config = plinth_store::PostgresConfig {
+                url: url.clone(),
+                max_connections: data.db_max_connections.max(1),
+                statement_timeout: Duration::from_secs(data.db_statement_timeout.max(1)),
+                acquire_timeout: Duration::from_secs(5),
+            };
+            let place = plinth_store::redact_url(url);
+            let opened = Store::open_postgres(&config, Arc::new(schema))
+                .await
+                .with_context(|| format!("cannot open the database {place}"))?;
+            (opened, place)
+        }
+        None => {
+            let config = SqliteConfig {
+                data_dir: data_dir.to_owned(),
+                exclusive,
+            };
+            let place = data_dir.display().to_string();
+            let opened = Store::open_sqlite(&config, Arc::new(schema))
+                .with_context(|| format!("cannot open the database in {place}"))?;
+            (opened, place)
+        }
     };
-    let (store, state) = Store::open_sqlite(&config, Arc::new(schema))
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    match (store, state) {
+    match opened {
         (Some(store), state) => {
             if state == SchemaState::Created {
-                tracing::info!(data_dir = %config.data_dir.display(), "applied the schema to a new database");
+                tracing::info!(database = %place, "applied the schema to a new database");
             }
             Ok(Some(store))
         }
@@ -190,7 +223,7 @@ fn open_store_in(
                 eprintln!("  - {d}");
             }
             eprintln!(
-                "Plinth never alters or drops data by itself. Restore the previous {} or use a new --data-dir.",
+                "Plinth never alters or drops data by itself. Restore the previous {} or use another database.",
                 schema_path.display()
             );
             Ok(None)
@@ -224,15 +257,12 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
     // Without a database, plan against an empty one with the same schema
     // (plans come from the schema's indexes), leaving --data-dir untouched.
     let scratch = std::env::temp_dir().join(format!("plinth-explain-{}", std::process::id()));
-    let existing = args.data.data_dir.join("plinth.db").exists();
+    let existing =
+        args.data.database_url.is_some() || args.data.data_dir.join("plinth.db").exists();
     let dir = if existing {
         args.data.data_dir.clone()
     } else {
         scratch.clone()
-    };
-    let opened = open_store_in(&dir, &args.data.schema.schema, schema, false);
-    let Some(store) = opened? else {
-        return Ok(ExitCode::FAILURE);
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -245,8 +275,15 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
         limit: 20,
         total: false,
     };
-    let (sql, plan) = runtime.block_on(store.explain(&c.name, query))?;
-    drop(store);
+    let explained = runtime.block_on(async {
+        let Some(store) = open_store_in(&args.data, &dir, schema, false).await? else {
+            return anyhow::Ok(None);
+        };
+        Ok(Some(store.explain(&c.name, query).await?))
+    })?;
+    let Some((sql, plan)) = explained else {
+        return Ok(ExitCode::FAILURE);
+    };
     if !existing {
         let _ = std::fs::remove_dir_all(&scratch);
         println!(
@@ -258,17 +295,21 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
     for line in &plan {
         println!("  {line}");
     }
+    // SQLite: "SCAN t" / "USE TEMP B-TREE"; PostgreSQL: "Seq Scan" / "Sort".
     let scan = plan
         .iter()
-        .any(|l| l.starts_with("SCAN ") && !l.contains(" INDEX "));
-    let temp_sort = plan.iter().any(|l| l.contains("TEMP B-TREE"));
+        .any(|l| (l.starts_with("SCAN ") && !l.contains(" INDEX ")) || l.contains("Seq Scan"));
+    let temp_sort = plan.iter().any(|l| {
+        let t = l.trim_start().trim_start_matches("->").trim_start();
+        l.contains("TEMP B-TREE") || t.starts_with("Sort ") || t.starts_with("Incremental Sort")
+    });
     println!();
     if !scan && !temp_sort {
         println!("Served by an index.");
     } else {
         if scan {
             println!(
-                "SCAN: reads every record of `{}` (cost grows with the collection).",
+                "SCAN: reads every record of `{}` (cost grows with the collection; PostgreSQL also scans tables too small for an index to pay off).",
                 c.name
             );
         }
@@ -354,14 +395,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     // Refuse bad settings before touching the data directory.
     http.validate()?;
-    let Some(store) = open_store(&args.data, schema, true)? else {
-        return Ok(ExitCode::FAILURE);
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let Some(store) = open_store(&args.data, schema, true).await? else {
+            return Ok(ExitCode::FAILURE);
+        };
         let app = plinth_http::app(store, http).await?;
         let shutdown = plinth_http::shutdown_signal().context("cannot install signal handlers")?;
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -377,7 +418,6 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         )
         .await?;
         tracing::info!("shutdown complete");
-        anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }

@@ -1,6 +1,7 @@
 //! The `plinth` binary: a thin shell over the library crates.
 
 mod cli;
+mod contract_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

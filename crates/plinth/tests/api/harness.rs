@@ -35,8 +35,74 @@ pub fn example_schema() -> String {
 }
 
 /// A temp dir with `plinth.toml` and `data/`, removed at the end of the test.
+///
+/// When `PLINTH_TEST_DATABASE_URL` names a PostgreSQL database (an admin
+/// database such as `postgres://root@127.0.0.1:5432/test`), every `Env` also
+/// gets a fresh database of its own, dropped at the end of the test, and every
+/// `plinth` it runs gets `PLINTH_DATABASE_URL` pointing at it. The same tests
+/// then run against PostgreSQL.
 pub struct Env {
     dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
+}
+
+/// A PostgreSQL database made for one test.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("run psql (is postgresql-client installed?)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestDatabase {
+    fn create(admin_url: &str) -> TestDatabase {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("plinth_t_{}_{n}_{}", std::process::id(), uuid_suffix());
+        psql(admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        TestDatabase {
+            admin_url: admin_url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                self.admin_url.as_str(),
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn uuid_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{nanos:x}")
+}
+
+/// Whether this test run targets PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("PLINTH_TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty())
 }
 
 impl Env {
@@ -50,9 +116,18 @@ impl Env {
             .prefix("plinth-api-test-")
             .tempdir()
             .expect("create temp dir");
-        let env = Env { dir };
+        let database = std::env::var("PLINTH_TEST_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|admin| TestDatabase::create(&admin));
+        let env = Env { dir, database };
         env.write_schema(schema);
         env
+    }
+
+    /// The PostgreSQL URL of this test's database, when running on PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|d| d.url.as_str())
     }
 
     /// The temp dir itself (the working directory of `serve`).
@@ -122,6 +197,9 @@ impl Env {
             if k.to_string_lossy().starts_with("PLINTH_") {
                 cmd.env_remove(k);
             }
+        }
+        if let Some(url) = self.database_url() {
+            cmd.env("PLINTH_DATABASE_URL", url);
         }
         cmd.envs(envs.iter().copied())
             .env("NO_COLOR", "1")

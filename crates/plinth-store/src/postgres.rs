@@ -1,0 +1,655 @@
+//! The PostgreSQL dialect: sqlx's connection pool, SQL from sea-query.
+//!
+//! Several Plinth processes may share one database, so everything that must
+//! be serialised is serialised by PostgreSQL: read-modify-writes lock the row
+//! (`SELECT … FOR UPDATE`), unique fields are constraints, and the first
+//! schema application holds an advisory lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_query::{
+    Alias, Expr, ExprTrait, OnConflict, PostgresQueryBuilder, Query, SelectStatement, Values,
+};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Arguments, AssertSqlSafe, PgPool, Row};
+
+use plinth_domain::filter::field_type;
+use plinth_domain::{Collection, FieldType, Record, Schema, Value, diff_schemas};
+
+use crate::ddl::{Dialect, schema_ddl};
+use crate::query::{self, ListQuery, Page, bind_as};
+use crate::{Result, SchemaState, StoreError};
+
+const SCHEMA_TABLE: &str = "_plinth_schema";
+const META_TABLE: &str = "_plinth_meta";
+/// Advisory lock key held while a schema is applied (any 64-bit constant).
+const SCHEMA_LOCK: i64 = 0x706c_696e_7468; // "plinth"
+
+/// Connection settings for PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database?…`
+    pub url: String,
+    pub max_connections: u32,
+    /// Longest a statement may run before PostgreSQL cancels it.
+    pub statement_timeout: Duration,
+    /// Longest a request waits for a free connection.
+    pub acquire_timeout: Duration,
+}
+
+pub(crate) struct Postgres {
+    schema: Arc<Schema>,
+    pool: PgPool,
+}
+
+fn col(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url.parse::<PgConnectOptions>() {
+        Ok(o) => format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        ),
+        Err(_) => "an unparseable database URL".into(),
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // unique_violation: the constraint names the field(s).
+            Some("23505") => StoreError::Unique {
+                fields: db
+                    .constraint()
+                    .map(|c| vec![c.to_owned()])
+                    .unwrap_or_default(),
+            },
+            // serialization_failure, deadlock, query_canceled (statement timeout),
+            // too_many_connections, admin shutdown, read-only transaction, disk full.
+            Some("40001" | "40P01" | "57014" | "53300" | "57P01" | "25006" | "53100") => {
+                StoreError::Unavailable(db.message().to_owned())
+            }
+            _ => StoreError::Internal(db.message().to_owned()),
+        },
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// Names the fields of a unique constraint or index from its name.
+fn unique_fields(c: &Collection, constraint: &str) -> Vec<String> {
+    // Column constraint: "<table>_<column>_key".
+    if let Some(f) = constraint
+        .strip_prefix(&format!("{}_", c.name))
+        .and_then(|r| r.strip_suffix("_key"))
+        && c.field(f).is_some()
+    {
+        return vec![f.to_owned()];
+    }
+    c.indexes
+        .iter()
+        .find(|ix| ix.unique && ix.name(&c.name) == constraint)
+        .map(|ix| ix.fields.clone())
+        .unwrap_or_else(|| vec![constraint.to_owned()])
+}
+
+fn args(values: &Values) -> Result<PgArguments> {
+    use sea_query::Value as V;
+    let mut a = PgArguments::default();
+    for v in &values.0 {
+        let r = match v {
+            V::Bool(b) => a.add(*b),
+            V::TinyInt(i) => a.add(i.map(i16::from)),
+            V::SmallInt(i) => a.add(*i),
+            V::Int(i) => a.add(*i),
+            V::BigInt(i) => a.add(*i),
+            V::TinyUnsigned(i) => a.add(i.map(i16::from)),
+            V::SmallUnsigned(i) => a.add(i.map(i32::from)),
+            V::Unsigned(i) => a.add(i.map(i64::from)),
+            V::BigUnsigned(i) => a.add(i.and_then(|i| i64::try_from(i).ok())),
+            V::Float(f) => a.add(*f),
+            V::Double(f) => a.add(*f),
+            V::String(s) => a.add(s.clone()),
+            V::Char(c) => a.add(c.map(String::from)),
+            V::Bytes(b) => a.add(b.clone()),
+            other => {
+                return Err(StoreError::Internal(format!(
+                    "unsupported bound value {other:?}"
+                )));
+            }
+        };
+        r.map_err(|e| StoreError::Internal(format!("cannot bind a value: {e}")))?;
+    }
+    Ok(a)
+}
+
+/// Select expression of a column in Plinth's canonical text forms.
+fn select_column(name: &str, ty: FieldType) -> Expr {
+    match ty {
+        FieldType::Datetime => Expr::cust(format!(
+            "to_char(\"{name}\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        )),
+        FieldType::Date => Expr::cust(format!("to_char(\"{name}\", 'YYYY-MM-DD')")),
+        FieldType::Json => Expr::cust(format!("\"{name}\"::text")),
+        _ => Expr::col(col(name)),
+    }
+}
+
+fn select_record(c: &Collection) -> SelectStatement {
+    let mut q = Query::select();
+    q.from(col(&c.name));
+    for sys in ["id", "created_at", "updated_at", "version"] {
+        let ty = field_type(c, sys).unwrap_or(FieldType::Text);
+        q.expr_as(select_column(sys, ty), col(sys));
+    }
+    for f in &c.fields {
+        q.expr_as(select_column(&f.name, f.ty), col(&f.name));
+    }
+    q
+}
+
+fn read_record(c: &Collection, row: &PgRow) -> std::result::Result<Record, sqlx::Error> {
+    let mut fields = Vec::with_capacity(c.fields.len());
+    for (i, f) in c.fields.iter().enumerate() {
+        let idx = i + 4;
+        let v = match f.ty {
+            FieldType::Integer => row.try_get::<Option<i64>, _>(idx)?.map(Value::Int),
+            FieldType::Number => row.try_get::<Option<f64>, _>(idx)?.map(Value::Float),
+            FieldType::Boolean => row.try_get::<Option<bool>, _>(idx)?.map(Value::Bool),
+            FieldType::Json => row.try_get::<Option<String>, _>(idx)?.map(Value::Json),
+            _ => row.try_get::<Option<String>, _>(idx)?.map(Value::Text),
+        };
+        fields.push((f.name.clone(), v.unwrap_or(Value::Null)));
+    }
+    Ok(Record {
+        id: row.try_get(0)?,
+        created_at: row.try_get(1)?,
+        updated_at: row.try_get(2)?,
+        version: row.try_get(3)?,
+        fields,
+    })
+}
+
+/// One row of `q` as a record, if any.
+async fn fetch_one<'e, E>(
+    executor: E,
+    c: &Collection,
+    q: &SelectStatement,
+) -> Result<Option<Record>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let (sql, values) = q.build(PostgresQueryBuilder);
+    let row = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+        .fetch_optional(executor)
+        .await
+        .map_err(map_err)?;
+    row.map(|r| read_record(c, &r)).transpose().map_err(map_err)
+}
+
+impl Postgres {
+    pub(crate) async fn open(
+        config: &PostgresConfig,
+        schema: Arc<Schema>,
+    ) -> Result<(Option<Postgres>, SchemaState)> {
+        let options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
+        let timeout_ms = config.statement_timeout.as_millis().to_string();
+        let options = options
+            .options([("statement_timeout", timeout_ms.as_str())])
+            .application_name("plinth");
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to {}: {e}",
+                    redact_url(&config.url)
+                ))
+            })?;
+        let db = Postgres { schema, pool };
+        let state = db.apply_or_compare().await?;
+        if let SchemaState::Differs(_) = state {
+            return Ok((None, state));
+        }
+        Ok((Some(db), state))
+    }
+
+    pub(crate) fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    fn collection(&self, name: &str) -> Result<&Collection> {
+        self.schema
+            .collection(name)
+            .ok_or_else(|| StoreError::UnknownCollection(name.to_owned()))
+    }
+
+    async fn apply_or_compare(&self) -> Result<SchemaState> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Two instances starting together: one applies, the other waits and
+        // then finds the schema applied.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SCHEMA_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        for stmt in [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL, schema TEXT NOT NULL)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value BYTEA NOT NULL)"
+            ),
+        ] {
+            sqlx::query(AssertSqlSafe(stmt.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        let applied: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT schema FROM {SCHEMA_TABLE} ORDER BY version DESC LIMIT 1"
+        )))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let canonical = self.schema.canonical();
+        let state = match applied {
+            Some(text) if text == canonical => SchemaState::Matches,
+            Some(text) => match Schema::from_canonical(&text) {
+                Ok(old) => {
+                    let d = diff_schemas(&old, &self.schema);
+                    if d.is_empty() {
+                        SchemaState::Matches
+                    } else {
+                        SchemaState::Differs(d)
+                    }
+                }
+                Err(e) => SchemaState::Differs(vec![format!(
+                    "the schema recorded in the database cannot be read ({e})"
+                )]),
+            },
+            None => {
+                for stmt in schema_ddl(&self.schema, Dialect::Postgres) {
+                    sqlx::query(AssertSqlSafe(stmt.as_str()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO {SCHEMA_TABLE} (version, applied_at, schema) VALUES (1, now(), $1)"
+                )))
+                .bind(&canonical)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                SchemaState::Created
+            }
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(state)
+    }
+
+    pub(crate) async fn secret(&self, name: &str) -> Result<Vec<u8>> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh)
+            .map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
+        let (sql, values) = Query::insert()
+            .into_table(col(META_TABLE))
+            .columns(["key", "value"].map(col))
+            .values_panic([Expr::val(name), Expr::val(fresh.to_vec())])
+            .on_conflict(OnConflict::column(col("key")).do_nothing().to_owned())
+            .build(PostgresQueryBuilder);
+        sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT value FROM {META_TABLE} WHERE key = $1"
+        )))
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    pub(crate) async fn ping(&self) -> Result<()> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {SCHEMA_TABLE}"
+        )))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Every non-null relation value must name an existing record.
+    async fn check_relations(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        c: &Collection,
+        fields: &[(String, Value)],
+    ) -> Result<()> {
+        for (f, target) in c.relations() {
+            let Some((_, Value::Text(id))) = fields.iter().find(|(n, _)| *n == f.name) else {
+                continue;
+            };
+            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT 1 FROM \"{target}\" WHERE id = $1 FOR KEY SHARE"
+            )))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if found.is_none() {
+                return Err(StoreError::RelationNotFound {
+                    field: f.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn unique(&self, c: &Collection, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Unique { fields } => StoreError::Unique {
+                fields: fields.iter().flat_map(|n| unique_fields(c, n)).collect(),
+            },
+            other => other,
+        }
+    }
+
+    pub(crate) async fn insert(&self, coll: &str, input: Vec<(String, Value)>) -> Result<Record> {
+        let c = self.collection(coll)?;
+        let now = plinth_domain::value::now_timestamp();
+        let record = Record {
+            id: plinth_domain::value::new_id(),
+            created_at: now.clone(),
+            updated_at: now,
+            version: 1,
+            fields: c
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = input
+                        .iter()
+                        .find(|(n, _)| *n == f.name)
+                        .map_or(Value::Null, |(_, v)| v.clone());
+                    (f.name.clone(), v)
+                })
+                .collect(),
+        };
+        let mut q = Query::insert();
+        q.into_table(col(&c.name)).columns(
+            ["id", "created_at", "updated_at", "version"]
+                .map(col)
+                .into_iter()
+                .chain(c.fields.iter().map(|f| col(&f.name))),
+        );
+        let d = Dialect::Postgres;
+        let mut exprs: Vec<Expr> = vec![
+            Expr::val(record.id.as_str()),
+            bind_as(
+                &Value::Text(record.created_at.clone()),
+                FieldType::Datetime,
+                d,
+            ),
+            bind_as(
+                &Value::Text(record.updated_at.clone()),
+                FieldType::Datetime,
+                d,
+            ),
+            Expr::val(1i64),
+        ];
+        exprs.extend(
+            c.fields
+                .iter()
+                .zip(&record.fields)
+                .map(|(f, (_, v))| bind_as(v, f.ty, d)),
+        );
+        q.values(exprs)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let (sql, values) = q.build(PostgresQueryBuilder);
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        self.check_relations(&mut tx, c, &record.fields).await?;
+        sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.unique(c, map_err(e)))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(record)
+    }
+
+    pub(crate) async fn get(&self, coll: &str, id: &str) -> Result<Record> {
+        let c = self.collection(coll)?;
+        let mut q = select_record(c);
+        q.and_where(Expr::col(col("id")).eq(id));
+        fetch_one(&self.pool, c, &q)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    pub(crate) async fn modify<E>(
+        &self,
+        coll: &str,
+        id: &str,
+        f: impl FnOnce(&Record) -> std::result::Result<Vec<(String, Value)>, E>,
+    ) -> Result<std::result::Result<Record, E>> {
+        let c = self.collection(coll)?;
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Lock the row: concurrent read-modify-writes from any instance queue here.
+        let mut q = select_record(c);
+        q.and_where(Expr::col(col("id")).eq(id))
+            .lock(sea_query::LockType::Update);
+        let current = fetch_one(&mut *tx, c, &q)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let changes = match f(&current) {
+            Ok(ch) => ch,
+            Err(e) => return Ok(Err(e)),
+        };
+        if changes.is_empty() {
+            return Ok(Ok(current));
+        }
+        let d = Dialect::Postgres;
+        let now = plinth_domain::value::now_timestamp();
+        let mut u = Query::update();
+        u.table(col(&c.name))
+            .value(
+                col("updated_at"),
+                bind_as(&Value::Text(now), FieldType::Datetime, d),
+            )
+            .value(col("version"), Expr::col(col("version")).add(1i64));
+        for (name, v) in &changes {
+            let field = c
+                .field(name)
+                .ok_or_else(|| StoreError::Internal(format!("unknown field `{name}`")))?;
+            u.value(col(name), bind_as(v, field.ty, d));
+        }
+        u.and_where(Expr::col(col("id")).eq(id));
+        let (sql, values) = u.build(PostgresQueryBuilder);
+        self.check_relations(&mut tx, c, &changes).await?;
+        sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.unique(c, map_err(e)))?;
+        let mut q = select_record(c);
+        q.and_where(Expr::col(col("id")).eq(id));
+        let record = fetch_one(&mut *tx, c, &q)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Ok(record))
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        coll: &str,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<()> {
+        let c = self.collection(coll)?;
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for other in &self.schema.collections {
+            for (f, target) in other.relations() {
+                if target != c.name {
+                    continue;
+                }
+                let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT 1 FROM \"{}\" WHERE \"{}\" = $1 LIMIT 1",
+                    other.name, f.name
+                )))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if found.is_some() {
+                    return Err(StoreError::Referenced {
+                        collection: other.name.clone(),
+                        field: f.name.clone(),
+                    });
+                }
+            }
+        }
+        let mut q = Query::delete();
+        q.from_table(col(&c.name))
+            .and_where(Expr::col(col("id")).eq(id));
+        if let Some(v) = expected_version {
+            q.and_where(Expr::col(col("version")).eq(v));
+        }
+        let (sql, values) = q.build(PostgresQueryBuilder);
+        let n = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match map_err(e) {
+                // A reference added concurrently: the foreign key refused.
+                StoreError::Internal(m) if m.contains("foreign key") => StoreError::Referenced {
+                    collection: "another collection".into(),
+                    field: "a relation".into(),
+                },
+                other => other,
+            })?
+            .rows_affected();
+        if n == 0 {
+            let mut q = select_record(c);
+            q.and_where(Expr::col(col("id")).eq(id));
+            return match fetch_one(&mut *tx, c, &q).await? {
+                Some(_) => Err(StoreError::VersionMismatch),
+                None => Err(StoreError::NotFound),
+            };
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn list(&self, coll: &str, query: &ListQuery) -> Result<Page> {
+        let c = self.collection(coll)?;
+        let mut q = select_record(c);
+        query::apply(&mut q, query, Dialect::Postgres);
+        let (sql, values) = q.build(PostgresQueryBuilder);
+        // Page and count see one snapshot.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let rows = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut records = rows
+            .iter()
+            .map(|r| read_record(c, r))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        let more = records.len() > query.limit as usize;
+        records.truncate(query.limit as usize);
+        let total = if query.total {
+            let mut q = Query::select();
+            q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
+            if let Some(f) = &query.filter {
+                q.cond_where(query::filter_condition(f, Dialect::Postgres));
+            }
+            let (sql, values) = q.build(PostgresQueryBuilder);
+            let n: i64 = sqlx::query_scalar_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            Some(u64::try_from(n).unwrap_or(0))
+        } else {
+            None
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(Page {
+            records,
+            more,
+            total,
+        })
+    }
+
+    pub(crate) async fn get_many(&self, coll: &str, ids: &[String]) -> Result<Vec<Record>> {
+        let c = self.collection(coll)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = select_record(c);
+        q.and_where(Expr::col(col("id")).is_in(ids.iter().map(String::as_str)));
+        let (sql, values) = q.build(PostgresQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| read_record(c, r))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(map_err)
+    }
+
+    pub(crate) async fn explain(
+        &self,
+        coll: &str,
+        query: &ListQuery,
+    ) -> Result<(String, Vec<String>)> {
+        let c = self.collection(coll)?;
+        let mut q = select_record(c);
+        query::apply(&mut q, query, Dialect::Postgres);
+        let (sql, values) = q.build(PostgresQueryBuilder);
+        let rows = sqlx::query_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args(&values)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let plan = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(map_err)?;
+        Ok((sql, plan))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        let r = redact_url("postgres://alice:s3cret@db.example:6543/app?sslmode=require");
+        assert_eq!(r, "postgres://alice@db.example:6543/app");
+        assert!(!redact_url("not a url").contains("not"));
+    }
+}

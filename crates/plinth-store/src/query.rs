@@ -409,7 +409,7 @@ d = { type = "date" }
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
         #[test]
         fn sql_matches_reference(rows in prop::collection::vec(row(), 0..25), f in filter(), s in sort(), page in 1u32..6) {
@@ -434,6 +434,131 @@ d = { type = "date" }
                 prop_assert!(got.len() <= want.len());
             }
             prop_assert_eq!(got, want, "filter: {:?}", f);
+        }
+    }
+
+    /// The same property against PostgreSQL, when `PLINTH_TEST_DATABASE_URL`
+    /// names an admin database (scripts/test sets it for the PostgreSQL run).
+    #[test]
+    fn postgres_sql_matches_reference() {
+        use proptest::test_runner::{Config, TestRunner};
+        let Some(admin) = std::env::var("PLINTH_TEST_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+        else {
+            eprintln!("skipped: PLINTH_TEST_DATABASE_URL is not set");
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let name = format!("plinth_prop_{}", std::process::id());
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        let store = rt.block_on(async {
+            let mut admin_conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect to the admin database");
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin_conn)
+                    .await
+                    .expect("create the test database");
+            }
+            let schema = plinth_domain::parse_schema(SCHEMA).expect("valid");
+            let config = crate::PostgresConfig {
+                url: url.clone(),
+                max_connections: 2,
+                statement_timeout: std::time::Duration::from_secs(10),
+                acquire_timeout: std::time::Duration::from_secs(10),
+            };
+            crate::Store::open_postgres(&config, Arc::new(schema))
+                .await
+                .expect("open")
+                .0
+                .expect("fresh database")
+        });
+        let pool = rt.block_on(sqlx::PgPool::connect(&url)).expect("pool");
+        let mut runner = TestRunner::new(Config {
+            cases: 256,
+            ..Config::default()
+        });
+        let strategy = (
+            prop::collection::vec(row(), 0..20),
+            filter(),
+            sort(),
+            1u32..6,
+        );
+        let result = runner.run(&strategy, |(rows, f, s, page)| {
+            rt.block_on(async {
+                sqlx::query("DELETE FROM t")
+                    .execute(&pool)
+                    .await
+                    .expect("clear");
+                let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
+                let mut records = Vec::new();
+                for (s_, n, x, b, e, d) in &rows {
+                    let fields = vec![
+                        ("s".into(), opt(s_.clone().map(Value::Text))),
+                        ("n".into(), opt(n.map(Value::Int))),
+                        ("x".into(), opt(x.map(Value::Float))),
+                        ("b".into(), opt(b.map(Value::Bool))),
+                        ("e".into(), opt(e.clone().map(Value::Text))),
+                        ("d".into(), opt(d.clone().map(Value::Text))),
+                    ];
+                    let r = store.insert("t", fields).await;
+                    match r {
+                        Ok(r) => records.push(r),
+                        // NUL-free strings only; anything else is a bug.
+                        Err(e) => return Err(TestCaseError::fail(format!("insert: {e}"))),
+                    }
+                }
+                let mut want: Vec<&Record> = records.iter().filter(|r| f.matches(r)).collect();
+                want.sort_by(|a, b| s.cmp_keys(&s.key_of(a), &s.key_of(b)));
+                let want: Vec<String> = want.iter().map(|r| r.id.clone()).collect();
+                let mut got: Vec<String> = Vec::new();
+                let mut after = None;
+                loop {
+                    let q = ListQuery {
+                        filter: Some(f.clone()),
+                        sort: s.clone(),
+                        after: after.clone(),
+                        limit: page,
+                        total: true,
+                    };
+                    let p = store
+                        .list("t", q)
+                        .await
+                        .map_err(|e| TestCaseError::fail(format!("list: {e}")))?;
+                    prop_assert_eq!(p.total, Some(want.len() as u64));
+                    got.extend(p.records.iter().map(|r| r.id.clone()));
+                    match (p.more, p.records.last()) {
+                        (true, Some(last)) => after = Some(s.key_of(last)),
+                        _ => break,
+                    }
+                    prop_assert!(got.len() <= want.len());
+                }
+                prop_assert_eq!(got, want, "filter: {:?}", f);
+                Ok(())
+            })
+        });
+        drop(store);
+        rt.block_on(pool.close());
+        rt.block_on(async {
+            if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut c)
+                .await;
+            }
+        });
+        if let Err(e) = result {
+            panic!("{e}");
         }
     }
 }

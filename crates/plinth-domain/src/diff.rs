@@ -71,6 +71,9 @@ fn diff_collection(a: &Collection, w: &Collection, out: &mut Vec<String>) {
     if a.description != w.description {
         out.push(format!("description of collection `{c}` changed"));
     }
+    if a.deprecation != w.deprecation {
+        out.push(format!("deprecation of collection `{c}` changed"));
+    }
 }
 
 fn diff_field(c: &str, a: &Field, w: &Field, out: &mut Vec<String>) {
@@ -150,6 +153,9 @@ fn diff_field(c: &str, a: &Field, w: &Field, out: &mut Vec<String>) {
     }
     if a.description != w.description {
         out.push(format!("field `{n}`: description changed"));
+    }
+    if a.deprecation != w.deprecation {
+        out.push(format!("field `{n}`: deprecation changed"));
     }
 }
 

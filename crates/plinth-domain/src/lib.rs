@@ -13,5 +13,5 @@ pub mod value;
 
 pub use diff::diff_schemas;
 pub use parse::{Diagnostic, Report, parse_schema};
-pub use schema::{Bound, Collection, DefaultValue, Field, FieldType, Index, Schema};
+pub use schema::{Bound, Collection, DefaultValue, Deprecation, Field, FieldType, Index, Schema};
 pub use value::{Record, Value};

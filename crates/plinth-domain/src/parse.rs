@@ -56,8 +56,72 @@ impl fmt::Display for Report<'_> {
     }
 }
 
-const COLLECTION_KEYS: &[&str] = &["description", "fields", "indexes"];
-const COMMON_FIELD_KEYS: &[&str] = &["type", "description", "required", "unique", "default"];
+const COLLECTION_KEYS: &[&str] = &["description", "fields", "indexes", "deprecated", "sunset"];
+const COMMON_FIELD_KEYS: &[&str] = &[
+    "type",
+    "description",
+    "required",
+    "unique",
+    "default",
+    "deprecated",
+    "sunset",
+];
+
+/// Reads `deprecated = "date"` / `sunset = "date"` of a table.
+fn deprecation(
+    ctx: &mut Ctx<'_>,
+    table: &DeTable<'_>,
+    what: &str,
+    at: Range<usize>,
+) -> Option<crate::schema::Deprecation> {
+    let date = |ctx: &mut Ctx<'_>, key: &str| -> Option<(String, Range<usize>)> {
+        let v = table.get(key)?;
+        match v.get_ref().as_str().and_then(normalize_date) {
+            Some(d) => Some((d, v.span())),
+            None => {
+                ctx.err(
+                    v.span(),
+                    format!("`{key}` of {what} must be a date in quotes"),
+                    Some(format!("write {key} = \"2027-01-31\"")),
+                );
+                None
+            }
+        }
+    };
+    let since = date(ctx, "deprecated");
+    let sunset = date(ctx, "sunset");
+    match (since, sunset) {
+        (Some((since, _)), Some((sunset, span))) => {
+            if sunset < since {
+                ctx.err(
+                    span,
+                    format!("the sunset of {what} is before its deprecation date"),
+                    Some("the sunset must not be earlier than `deprecated` (RFC 8594)".into()),
+                );
+            }
+            Some(crate::schema::Deprecation {
+                since,
+                sunset: Some(sunset),
+            })
+        }
+        (Some((since, _)), None) => Some(crate::schema::Deprecation {
+            since,
+            sunset: None,
+        }),
+        (None, Some((_, span))) => {
+            ctx.err(
+                span,
+                format!("{what} has a `sunset` but no `deprecated` date"),
+                Some("add deprecated = \"YYYY-MM-DD\" (when it was deprecated)".into()),
+            );
+            None
+        }
+        (None, None) => {
+            let _ = at;
+            None
+        }
+    }
+}
 const INDEX_KEYS: &[&str] = &["fields", "unique"];
 
 fn type_keys(ty: FieldType) -> &'static [&'static str] {
@@ -287,6 +351,7 @@ fn walk_collection(
     for (key, value) in table {
         match key.get_ref().as_ref() {
             "description" => description = string_value(ctx, value, "description"),
+            "deprecated" | "sunset" => {}
             "fields" => {
                 saw_fields = true;
                 match value.get_ref().as_table() {
@@ -326,11 +391,13 @@ fn walk_collection(
     if let Some(v) = indexes_src {
         indexes = walk_indexes(ctx, &n, v, &field_names);
     }
+    let deprecation = deprecation(ctx, table, &format!("collection `{n}`"), body.span());
     ok.then(|| Collection {
         name: n,
         description,
         fields: fields.into_iter().map(|(_, f)| f).collect(),
         indexes,
+        deprecation,
     })
 }
 
@@ -460,6 +527,7 @@ fn walk_field(
         pattern: None,
         values: Vec::new(),
         collection: None,
+        deprecation: None,
     };
     let mut default_src = None;
     for (key, value) in table {
@@ -514,6 +582,7 @@ fn walk_field(
         match k {
             "type" => {}
             "description" => field.description = string_value(ctx, value, k),
+            "deprecated" | "sunset" => {}
             "required" => field.required = bool_value(ctx, value, k).unwrap_or(false),
             "unique" => {
                 let u = bool_value(ctx, value, k).unwrap_or(false);
@@ -611,6 +680,7 @@ fn walk_field(
     if let Some(d) = default_src {
         field.default = check_default(ctx, &field, d);
     }
+    field.deprecation = deprecation(ctx, table, &format!("field `{n}`"), body.span());
     ok.then_some(field)
 }
 

@@ -40,6 +40,17 @@ pub struct Collection {
     pub fields: Vec<Field>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<Index>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecation: Option<Deprecation>,
+}
+
+/// `deprecated = "YYYY-MM-DD"` (since when) and optional `sunset = "YYYY-MM-DD"`
+/// (when it goes away; not before the deprecation date).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deprecation {
+    pub since: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sunset: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +175,8 @@ pub struct Field {
     /// Target collection of a `relation` field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecation: Option<Deprecation>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -111,6 +111,12 @@ pub fn normalize_date(s: &str) -> Option<String> {
     d.format(DATE_FORMAT).ok()
 }
 
+/// Seconds since the Unix epoch of midnight UTC on a `YYYY-MM-DD` date.
+pub fn date_unix(s: &str) -> Option<i64> {
+    let d = Date::parse(s, DATE_FORMAT).ok()?;
+    Some(d.midnight().assume_utc().unix_timestamp())
+}
+
 /// A pragmatic email check (the contract uses JSON Schema's `email` format for
 /// requests; this one checks schema defaults): one `@`, non-empty local part,
 /// a dotted domain, no whitespace.

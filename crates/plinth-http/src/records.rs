@@ -37,6 +37,48 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
+/// The deprecation a response should announce: the collection's, else the
+/// earliest of the deprecated fields the response carries.
+fn deprecation_of(
+    c: &Collection,
+    carries: impl Fn(&str) -> bool,
+) -> Option<&plinth_domain::Deprecation> {
+    c.deprecation.as_ref().or_else(|| {
+        c.fields
+            .iter()
+            .filter(|f| carries(&f.name))
+            .filter_map(|f| f.deprecation.as_ref())
+            .min_by(|a, b| a.since.cmp(&b.since))
+    })
+}
+
+/// `Deprecation` (RFC 9745), `Sunset` (RFC 8594) and a `Link` to the docs.
+fn announce(mut r: Response, d: Option<&plinth_domain::Deprecation>) -> Response {
+    let Some(d) = d else { return r };
+    let h = r.headers_mut();
+    if let Some(t) = plinth_domain::value::date_unix(&d.since)
+        && let Ok(v) = format!("@{t}").parse()
+    {
+        h.insert("deprecation", v);
+    }
+    if let Some(t) = d
+        .sunset
+        .as_deref()
+        .and_then(plinth_domain::value::date_unix)
+        .and_then(|t| u64::try_from(t).ok())
+    {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+        if let Ok(v) = httpdate::fmt_http_date(when).parse() {
+            h.insert("sunset", v);
+        }
+    }
+    h.insert(
+        header::LINK,
+        header::HeaderValue::from_static("</docs>; rel=\"deprecation\"; type=\"text/html\""),
+    );
+    r
+}
+
 /// A record response with its ETag.
 fn record_response(status: StatusCode, record: &plinth_domain::Record) -> Response {
     with_etag(json_response(status, &RecordBody(record)), record)
@@ -267,13 +309,18 @@ pub async fn list(
         )),
         _ => None,
     };
+    let deprecated = deprecation_of(c, |f| {
+        fields
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|x| x == f))
+    });
     if fields.is_none() && expand.is_none() {
         let body = PageBody {
             items: page.records.iter().map(RecordBody).collect(),
             next_cursor,
             total: page.total,
         };
-        return Ok(json_response(StatusCode::OK, &body));
+        return Ok(announce(json_response(StatusCode::OK, &body), deprecated));
     }
     let mut items: Vec<Json> = page.records.iter().map(record_json).collect();
     if let Some(expand) = &expand {
@@ -290,7 +337,7 @@ pub async fn list(
     if let Some(t) = page.total {
         body["total"] = json!(t);
     }
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(announce(json_response(StatusCode::OK, &body), deprecated))
 }
 
 /// Adds `"expand": {"<field>": <record>}` to each item (one query per field).
@@ -341,7 +388,10 @@ pub async fn create(
         .validate_create(c, &input)
         .map_err(ApiError::Validation)?;
     let record = state.store.insert(&c.name, fields).await?;
-    let mut r = record_response(StatusCode::CREATED, &record);
+    let mut r = announce(
+        record_response(StatusCode::CREATED, &record),
+        deprecation_of(c, |_| true),
+    );
     if let Ok(loc) = format!("/v1/{}/{}", c.name, record.id).parse() {
         r.headers_mut().insert(header::LOCATION, loc);
     }
@@ -485,7 +535,10 @@ pub async fn get(
     {
         return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &record));
     }
-    Ok(record_response(StatusCode::OK, &record))
+    Ok(announce(
+        record_response(StatusCode::OK, &record),
+        deprecation_of(c, |_| true),
+    ))
 }
 
 pub async fn patch(
@@ -512,7 +565,15 @@ pub async fn patch(
         })
         .await?;
     let record = outcome?;
-    Ok(record_response(StatusCode::OK, &record))
+    let deprecated = state
+        .store
+        .schema()
+        .collection(&name)
+        .and_then(|c| deprecation_of(c, |_| true).cloned());
+    Ok(announce(
+        record_response(StatusCode::OK, &record),
+        deprecated.as_ref(),
+    ))
 }
 
 pub async fn delete(
@@ -530,7 +591,10 @@ pub async fn delete(
             None
         };
     match state.store.delete(&c.name, &id, expected).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(()) => Ok(announce(
+            StatusCode::NO_CONTENT.into_response(),
+            c.deprecation.as_ref(),
+        )),
         Err(StoreError::VersionMismatch) => Err(changed_since()),
         Err(e) => Err(e.into()),
     }

@@ -449,3 +449,32 @@ async fn explain_without_a_database_leaves_the_data_dir_alone() {
     assert!(stdout.contains("SCAN"), "{stdout}");
     assert!(stdout.contains(r#"fields = ["views"]"#), "{stdout}");
 }
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_start_up_error_without_the_password() {
+    let env = Env::new();
+    for (url, says) in [
+        (
+            "postgres://bob:hunter2-secret@127.0.0.1:1/nowhere",
+            "cannot open the database postgres://bob@127.0.0.1:1/nowhere",
+        ),
+        (
+            "mysql://bob:hunter2-secret@127.0.0.1/db",
+            "must be a postgres:// URL",
+        ),
+    ] {
+        let f = expect_start_failure(&env, &["--database-url", url]).await;
+        assert_eq!(f.status.and_then(|s| s.code()), Some(1), "{f:#?}");
+        assert!(f.stderr.contains(says), "{}", f.stderr);
+        assert!(
+            !f.stderr.contains("hunter2"),
+            "the password leaked: {}",
+            f.stderr
+        );
+        assert!(
+            f.stdout.iter().all(|l| !l.contains("hunter2")),
+            "the password leaked: {:?}",
+            f.stdout
+        );
+    }
+}

@@ -2,9 +2,10 @@
 //! from the schema, and request validation with those same schemas.
 //!
 //! This is the JSON half of the HTTP layer, kept apart from axum so the CLI
-//! (`plinth openapi`, later `plinth contract diff`) can use it. It knows JSON
+//! (`plinth openapi`, `plinth contract diff`) can use it. It knows JSON
 //! but neither HTTP nor SQL.
 
+pub mod diff;
 pub mod json_schema;
 pub mod openapi;
 pub mod validate;

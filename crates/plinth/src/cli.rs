@@ -130,7 +130,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Reads and checks the schema; on mistakes prints them and returns `None`.
-fn load_schema(path: &Path) -> Result<Option<Schema>> {
+pub(crate) fn load_schema(path: &Path) -> Result<Option<Schema>> {
     let src = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read schema file {}", path.display()))?;
     match parse_schema(&src) {

@@ -8,7 +8,9 @@ mod harness;
 
 mod cli;
 mod concurrency;
+mod contract_diff;
 mod crud;
+mod deprecation;
 mod errors;
 mod lifecycle;
 mod multi_instance;

@@ -339,6 +339,10 @@ def main():
             lines.append(f"| {k} | {q[k]['rps'] / max(b[k]['rps'], 1e-9):.1f}x | {q[k]['p99']:.2f} | {b[k]['p99']:.2f} |")
         lines += ["", "(PostgreSQL's own memory is not in Plinth's RSS.)", ""]
     out = os.path.join(ROOT, "bench/results", f"{date}.md")
+    n = 2
+    while os.path.exists(out):  # keep earlier runs of the same day
+        out = os.path.join(ROOT, "bench/results", f"{date}-{n}.md")
+        n += 1
     with open(out, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

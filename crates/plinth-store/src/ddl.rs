@@ -107,6 +107,23 @@ fn create_table(c: &Collection, dialect: Dialect) -> String {
     }
 }
 
+/// PostgreSQL indexes sort nulls last by default; Plinth orders nulls first
+/// ascending (last descending), so its index columns say `NULLS FIRST` — else
+/// no index could serve a list order and every page would sort the table.
+/// The column names are the schema's checked identifiers, quoted by sea-query.
+fn nulls_first(create_index: &str) -> String {
+    let Some(open) = create_index.rfind(" (") else {
+        return create_index.to_owned();
+    };
+    let (head, cols) = create_index.split_at(open + 2);
+    let cols = cols.trim_end_matches(')');
+    let cols: Vec<String> = cols
+        .split(", ")
+        .map(|c| format!("{c} NULLS FIRST"))
+        .collect();
+    format!("{head}{})", cols.join(", "))
+}
+
 /// Every statement that creates `schema` on an empty database, in order
 /// (tables are ordered so that relation targets exist first where possible;
 /// SQLite does not need that, PostgreSQL will).
@@ -177,7 +194,7 @@ pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
         for ix in indexes {
             out.push(match dialect {
                 Dialect::Sqlite => ix.to_string(SqliteQueryBuilder),
-                Dialect::Postgres => ix.to_string(PostgresQueryBuilder),
+                Dialect::Postgres => nulls_first(&ix.to_string(PostgresQueryBuilder)),
             });
         }
     }
@@ -216,5 +233,10 @@ post = { type = "relation", collection = "posts", required = true }
             "{all}"
         );
         assert!(all.contains("CREATE INDEX \"comments_post_idx\""), "{all}");
+        let pg = schema_ddl(&schema, Dialect::Postgres).join("\n");
+        assert!(
+            pg.contains("ON \"posts\" (\"created_at\" NULLS FIRST, \"id\" NULLS FIRST)"),
+            "{pg}"
+        );
     }
 }

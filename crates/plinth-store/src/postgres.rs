@@ -560,7 +560,7 @@ impl Postgres {
     pub(crate) async fn list(&self, coll: &str, query: &ListQuery) -> Result<Page> {
         let c = self.collection(coll)?;
         let mut q = select_record(c);
-        query::apply(&mut q, query, Dialect::Postgres);
+        query::apply(&mut q, &c.name, query, Dialect::Postgres);
         let (sql, values) = q.build(PostgresQueryBuilder);
         if !query.total {
             // One statement sees one snapshot by itself.
@@ -644,7 +644,7 @@ impl Postgres {
     ) -> Result<(String, Vec<String>)> {
         let c = self.collection(coll)?;
         let mut q = select_record(c);
-        query::apply(&mut q, query, Dialect::Postgres);
+        query::apply(&mut q, &c.name, query, Dialect::Postgres);
         let (sql, values) = q.build(PostgresQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args(&values)?)
             .fetch_all(&self.pool)

@@ -184,7 +184,9 @@ pub(crate) fn after_condition(sort: &Sort, after: &[Value], dialect: Dialect) ->
 }
 
 /// Applies filter, cursor, order and limit (+1, to learn whether more follow).
-pub(crate) fn apply(q: &mut SelectStatement, query: &ListQuery, dialect: Dialect) {
+/// Order columns are qualified with the table: PostgreSQL would otherwise
+/// resolve a name like `created_at` to the select list's formatted alias.
+pub(crate) fn apply(q: &mut SelectStatement, table: &str, query: &ListQuery, dialect: Dialect) {
     if let Some(f) = &query.filter {
         q.cond_where(filter_condition(f, dialect));
     }
@@ -196,7 +198,7 @@ pub(crate) fn apply(q: &mut SelectStatement, query: &ListQuery, dialect: Dialect
         match dialect {
             // SQLite already sorts nulls first ascending and last descending.
             Dialect::Sqlite => {
-                q.order_by(Alias::new(&k.field), order);
+                q.order_by((Alias::new(table), Alias::new(&k.field)), order);
             }
             Dialect::Postgres => {
                 let nulls = if k.desc {
@@ -204,7 +206,7 @@ pub(crate) fn apply(q: &mut SelectStatement, query: &ListQuery, dialect: Dialect
                 } else {
                     sea_query::NullOrdering::First
                 };
-                q.order_by_with_nulls(Alias::new(&k.field), order, nulls);
+                q.order_by_with_nulls((Alias::new(table), Alias::new(&k.field)), order, nulls);
             }
         }
     }
@@ -406,6 +408,29 @@ d = { type = "date" }
                     .expect("insert")
             })
             .collect()
+    }
+
+    /// List orders must match the indexes, which PostgreSQL only uses when the
+    /// ORDER BY names the table's columns (not the formatted select aliases)
+    /// and their nulls placement (indexes are NULLS FIRST).
+    #[test]
+    fn orders_name_table_columns_and_nulls_placement() {
+        let query = ListQuery {
+            filter: None,
+            sort: Sort::newest_first(),
+            after: None,
+            limit: 20,
+            total: false,
+        };
+        let mut q = sea_query::Query::select();
+        q.column(sea_query::Alias::new("id"))
+            .from(sea_query::Alias::new("t"));
+        super::apply(&mut q, "t", &query, crate::ddl::Dialect::Postgres);
+        let sql = q.to_string(sea_query::PostgresQueryBuilder);
+        assert!(
+            sql.contains(r#"ORDER BY "t"."created_at" DESC NULLS LAST, "t"."id" DESC NULLS LAST"#),
+            "{sql}"
+        );
     }
 
     proptest! {

@@ -509,7 +509,7 @@ impl Sqlite {
     pub(crate) fn list(&self, coll: &str, query: &ListQuery) -> Result<Page> {
         let c = self.collection(coll)?;
         let mut q = select_record(c);
-        query::apply(&mut q, query, Dialect::Sqlite);
+        query::apply(&mut q, &c.name, query, Dialect::Sqlite);
         let (sql, values) = q.build(SqliteQueryBuilder);
         self.read(|conn| {
             // Page and count see one snapshot.
@@ -577,7 +577,7 @@ impl Sqlite {
     pub(crate) fn explain(&self, coll: &str, query: &ListQuery) -> Result<(String, Vec<String>)> {
         let c = self.collection(coll)?;
         let mut q = select_record(c);
-        query::apply(&mut q, query, Dialect::Sqlite);
+        query::apply(&mut q, &c.name, query, Dialect::Sqlite);
         let (sql, values) = q.build(SqliteQueryBuilder);
         let plan = self.read(|conn| {
             let mut st = conn

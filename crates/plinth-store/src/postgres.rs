@@ -8,9 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_query::{
-    Alias, Expr, ExprTrait, OnConflict, PostgresQueryBuilder, Query, SelectStatement, Values,
-};
+use sea_query::{Alias, Expr, ExprTrait, PostgresQueryBuilder, Query, SelectStatement, Values};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Arguments, AssertSqlSafe, PgPool, Row};
 
@@ -306,15 +304,7 @@ impl Postgres {
     }
 
     pub(crate) async fn secret(&self, name: &str) -> Result<Vec<u8>> {
-        let mut fresh = [0u8; 32];
-        getrandom::fill(&mut fresh)
-            .map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
-        let (sql, values) = Query::insert()
-            .into_table(col(META_TABLE))
-            .columns(["key", "value"].map(col))
-            .values_panic([Expr::val(name), Expr::val(fresh.to_vec())])
-            .on_conflict(OnConflict::column(col("key")).do_nothing().to_owned())
-            .build(PostgresQueryBuilder);
+        let (sql, values) = query::insert_secret(META_TABLE, name)?.build(PostgresQueryBuilder);
         sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .execute(&self.pool)
             .await

@@ -38,6 +38,28 @@ fn col(name: &str) -> Expr {
     Expr::col(Alias::new(name))
 }
 
+/// `INSERT … ON CONFLICT DO NOTHING` of a new random secret into the meta
+/// table (both dialects; the caller then reads whichever value won).
+pub(crate) fn insert_secret(
+    meta_table: &str,
+    name: &str,
+) -> crate::Result<sea_query::InsertStatement> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh)
+        .map_err(|e| crate::StoreError::Internal(format!("no randomness: {e}")))?;
+    let mut q = sea_query::Query::insert();
+    q.into_table(Alias::new(meta_table))
+        .columns([Alias::new("key"), Alias::new("value")])
+        .values([Expr::val(name), Expr::val(fresh.to_vec())])
+        .map_err(|e| crate::StoreError::Internal(e.to_string()))?;
+    q.on_conflict(
+        sea_query::OnConflict::column(Alias::new("key"))
+            .do_nothing()
+            .to_owned(),
+    );
+    Ok(q)
+}
+
 /// A domain value as a bound parameter of a column of type `ty` (nulls are
 /// typed too: PostgreSQL checks parameter types).
 pub(crate) fn typed(v: &Value, ty: FieldType) -> sea_query::Value {

@@ -265,19 +265,7 @@ impl Sqlite {
     /// A random 32-byte secret named `name`, created on first use and kept
     /// in the database so every process on it shares it.
     pub(crate) fn secret(&self, conn: &Connection, name: &str) -> Result<Vec<u8>> {
-        let mut fresh = [0u8; 32];
-        getrandom::fill(&mut fresh)
-            .map_err(|e| StoreError::Internal(format!("no randomness: {e}")))?;
-        let (sql, values) = Query::insert()
-            .into_table(col(META_TABLE))
-            .columns(["key", "value"].map(col))
-            .values_panic([Expr::val(name), Expr::val(fresh.to_vec())])
-            .on_conflict(
-                sea_query::OnConflict::column(col("key"))
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .build(SqliteQueryBuilder);
+        let (sql, values) = query::insert_secret(META_TABLE, name)?.build(SqliteQueryBuilder);
         conn.execute(&sql, rusqlite::params_from_iter(params(&values)))
             .map_err(map_err)?;
         let (sql, values) = Query::select()

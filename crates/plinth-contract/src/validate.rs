@@ -317,7 +317,10 @@ fn to_value(f: &Field, j: &Json) -> Result<Value, FieldError> {
             }
         },
         FieldType::Number => {
-            Value::Float(j.as_f64().ok_or_else(|| bad("type", "must be a number"))?)
+            let x = j.as_f64().ok_or_else(|| bad("type", "must be a number"))?;
+            // -0.0 is stored as 0 by SQLite; normalise so every database and
+            // the create response agree.
+            Value::Float(if x == 0.0 { 0.0 } else { x })
         }
         FieldType::Boolean => Value::Bool(
             j.as_bool()

@@ -356,6 +356,16 @@ fn walk_collection(
                 saw_fields = true;
                 match value.get_ref().as_table() {
                     Some(ft) => {
+                        if ft.is_empty() {
+                            ctx.err(
+                                value.span(),
+                                format!("collection `{n}` declares no fields"),
+                                Some(
+                                    "add at least one field, e.g. title = { type = \"text\" }"
+                                        .into(),
+                                ),
+                            );
+                        }
                         for (fname, fbody) in ft {
                             if let Some(f) = walk_field(ctx, fname, fbody) {
                                 fields.push((fname.span(), f));
@@ -437,8 +447,13 @@ fn int_value(v: &DeValue<'_>) -> Option<i64> {
     i64::from_str_radix(i.as_str(), i.radix()).ok()
 }
 
+/// A finite float (TOML's `nan` and `inf` are not usable bounds or defaults).
 fn float_value(v: &DeValue<'_>) -> Option<f64> {
-    v.as_float()?.as_str().parse::<f64>().ok()
+    v.as_float()?
+        .as_str()
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
 }
 
 fn length_value(ctx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>, key: &str) -> Option<u32> {
@@ -980,6 +995,18 @@ fn walk_indexes(
 /// Relations must point at declared collections; found after all names are known.
 fn check_relations(ctx: &mut Ctx<'_>, c: &Collection, names: &BTreeSet<String>, doc: &DeTable<'_>) {
     for (field, target) in c.relations() {
+        if target == c.name && field.required {
+            let span = relation_span(doc, &c.name, &field.name).unwrap_or(0..0);
+            ctx.err(
+                span,
+                format!(
+                    "field `{}.{}` is a required relation to its own collection, so no first record could ever be created",
+                    c.name, field.name
+                ),
+                Some("make it optional (a root record has none)".into()),
+            );
+            continue;
+        }
         if names.contains(target) {
             continue;
         }
@@ -1150,6 +1177,25 @@ fields = ["nope"]
         assert!(msgs.iter().any(|m| m.contains("cannot have a default")));
         assert!(msgs.iter().any(|m| m.contains("must be a table")));
         assert!(msgs.iter().any(|m| m.contains("unknown field `nope`")));
+    }
+
+    #[test]
+    fn non_finite_bounds_empty_field_tables_and_required_self_relations_are_refused() {
+        let d = errs("[collections.p.fields]\nt = { type = \"number\", min = nan, max = inf }\n");
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(d.iter().all(|x| x.message.contains("must be a number")));
+        let d = errs("[collections.p.fields]\n");
+        assert!(d[0].message.contains("declares no fields"), "{d:#?}");
+        let d = errs(
+            "[collections.p.fields]\nparent = { type = \"relation\", collection = \"p\", required = true }\n",
+        );
+        assert!(d[0].message.contains("no first record"), "{d:#?}");
+        assert!(
+            parse_schema(
+                "[collections.p.fields]\nparent = { type = \"relation\", collection = \"p\" }\n"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

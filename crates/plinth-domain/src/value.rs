@@ -91,7 +91,9 @@ pub fn today() -> String {
 /// Parses an RFC 3339 date-time (any offset) into canonical UTC form.
 pub fn normalize_datetime(s: &str) -> Option<String> {
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
-    let utc = t.to_offset(UtcOffset::UTC);
+    // `to_offset` panics when the UTC instant leaves the supported range
+    // (e.g. 9999-12-31T23:59:59-01:00); the checked form refuses it.
+    let utc = t.checked_to_offset(UtcOffset::UTC)?;
     // Years 1..=9999: what RFC 3339 and every supported database can store.
     if !(1..=9999).contains(&utc.year()) {
         return None;
@@ -163,6 +165,8 @@ mod tests {
         assert_eq!(normalize_datetime("2026-01-02"), None);
         assert_eq!(normalize_datetime("2026-13-02T03:04:05Z"), None);
         assert_eq!(normalize_datetime("yesterday"), None);
+        assert_eq!(normalize_datetime("9999-12-31T23:59:59-01:00"), None);
+        assert_eq!(normalize_datetime("0001-01-01T00:00:00+01:00"), None);
         assert!(normalize_datetime(&now_timestamp()).is_some());
     }
 

@@ -309,11 +309,20 @@ pub async fn list(
         )),
         _ => None,
     };
+    // The page's own fields, then the records inlined by `expand`.
     let deprecated = deprecation_of(c, |f| {
         fields
             .as_ref()
             .is_none_or(|list| list.iter().any(|x| x == f))
-    });
+    })
+    .or_else(|| {
+        expand.iter().flatten().find_map(|rel| {
+            let target = c.field(rel)?.collection.as_deref()?;
+            deprecation_of(state.store.schema().collection(target)?, |_| true)
+        })
+    })
+    .cloned();
+    let deprecated = deprecated.as_ref();
     if fields.is_none() && expand.is_none() {
         let body = PageBody {
             items: page.records.iter().map(RecordBody).collect(),

@@ -355,13 +355,26 @@ impl Postgres {
         Ok(())
     }
 
-    fn unique(&self, c: &Collection, e: StoreError) -> StoreError {
-        match e {
-            StoreError::Unique { fields } => StoreError::Unique {
-                fields: fields.iter().flat_map(|n| unique_fields(c, n)).collect(),
-            },
-            other => other,
+    /// Names every violated unique constraint (PostgreSQL reports one).
+    async fn unique(&self, c: &Collection, r: &Record, e: StoreError) -> StoreError {
+        let StoreError::Unique { fields } = e else {
+            return e;
+        };
+        let mut all = Vec::new();
+        for (group, probe) in query::unique_probes(c, r, Dialect::Postgres) {
+            let (sql, values) = probe.build(PostgresQueryBuilder);
+            let Ok(args) = args(&values) else { continue };
+            let hit = sqlx::query_with(AssertSqlSafe(sql.as_str()), args)
+                .fetch_optional(&self.pool)
+                .await;
+            if matches!(hit, Ok(Some(_))) {
+                all.extend(group);
+            }
         }
+        if all.is_empty() {
+            all = fields.iter().flat_map(|n| unique_fields(c, n)).collect();
+        }
+        StoreError::Unique { fields: all }
     }
 
     pub(crate) async fn insert(&self, coll: &str, input: Vec<(String, Value)>) -> Result<Record> {
@@ -417,10 +430,13 @@ impl Postgres {
         let (sql, values) = q.build(PostgresQueryBuilder);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         self.check_relations(&mut tx, c, &record.fields).await?;
-        sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+        if let Err(e) = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.unique(c, map_err(e)))?;
+        {
+            drop(tx);
+            return Err(self.unique(c, &record, map_err(e)).await);
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(record)
     }
@@ -474,10 +490,14 @@ impl Postgres {
         u.and_where(Expr::col(col("id")).eq(id));
         let (sql, values) = u.build(PostgresQueryBuilder);
         self.check_relations(&mut tx, c, &changes).await?;
-        sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+        if let Err(e) = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.unique(c, map_err(e)))?;
+        {
+            drop(tx);
+            let merged = query::merged(&current, &changes);
+            return Err(self.unique(c, &merged, map_err(e)).await);
+        }
         let mut q = select_record(c);
         q.and_where(Expr::col(col("id")).eq(id));
         let record = fetch_one(&mut *tx, c, &q)

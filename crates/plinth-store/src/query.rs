@@ -38,6 +38,61 @@ fn col(name: &str) -> Expr {
     Expr::col(Alias::new(name))
 }
 
+/// `current` with `changes` applied (what an update tries to store).
+pub(crate) fn merged(
+    current: &plinth_domain::Record,
+    changes: &[(String, Value)],
+) -> plinth_domain::Record {
+    let mut r = current.clone();
+    for (name, v) in changes {
+        if let Some(slot) = r.fields.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = v.clone();
+        }
+    }
+    r
+}
+
+/// After a unique violation: one probe per unique field or unique index of
+/// `c` asking whether another record holds `r`'s values. Running them all
+/// names every violated constraint, in schema order, the same on every
+/// database (each database reports only the first it checks).
+pub(crate) fn unique_probes(
+    c: &plinth_domain::Collection,
+    r: &plinth_domain::Record,
+    dialect: Dialect,
+) -> Vec<(Vec<String>, SelectStatement)> {
+    use plinth_domain::filter::{field_type, record_value};
+    let mut groups: Vec<Vec<String>> = c
+        .fields
+        .iter()
+        .filter(|f| f.unique)
+        .map(|f| vec![f.name.clone()])
+        .collect();
+    groups.extend(
+        c.indexes
+            .iter()
+            .filter(|ix| ix.unique)
+            .map(|ix| ix.fields.clone()),
+    );
+    let mut out = Vec::new();
+    for fields in groups {
+        let values: Vec<Value> = fields.iter().map(|f| record_value(r, f)).collect();
+        // Nulls never collide in a unique constraint.
+        if values.iter().any(Value::is_null) {
+            continue;
+        }
+        let mut q = sea_query::Query::select();
+        q.expr(Expr::val(1i64)).from(Alias::new(&c.name));
+        for (f, v) in fields.iter().zip(&values) {
+            let ty = field_type(c, f).unwrap_or(FieldType::Text);
+            q.and_where(col(f).eq(bind_as(v, ty, dialect)));
+        }
+        q.and_where(col("id").ne(r.id.as_str())).limit(1);
+        out.push((fields, q));
+    }
+    out
+}
+
 /// `INSERT … ON CONFLICT DO NOTHING` of a new random secret into the meta
 /// table (both dialects; the caller then reads whichever value won).
 pub(crate) fn insert_secret(

@@ -336,8 +336,32 @@ impl Sqlite {
         self.check_relations(tx, c, &record.fields)?;
         tx.prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
-            .map_err(map_err)?;
+            .map_err(|e| Self::name_uniques(tx, c, &record, map_err(e)))?;
         Ok(record)
+    }
+
+    /// Replaces a unique violation's field list with every violated constraint.
+    fn name_uniques(tx: &Connection, c: &Collection, r: &Record, e: StoreError) -> StoreError {
+        let StoreError::Unique { fields } = e else {
+            return e;
+        };
+        let mut all = Vec::new();
+        for (group, probe) in query::unique_probes(c, r, Dialect::Sqlite) {
+            let (sql, values) = probe.build(SqliteQueryBuilder);
+            let hit = tx
+                .query_row(
+                    &sql,
+                    rusqlite::params_from_iter(params(&values)),
+                    |_| Ok(()),
+                )
+                .optional();
+            if matches!(hit, Ok(Some(()))) {
+                all.extend(group);
+            }
+        }
+        StoreError::Unique {
+            fields: if all.is_empty() { fields } else { all },
+        }
     }
 
     /// Every non-null relation value must name an existing record.
@@ -426,10 +450,11 @@ impl Sqlite {
             .and_where(Expr::col(col("version")).eq(current.version));
         let (sql, values) = q.build(SqliteQueryBuilder);
         self.check_relations(tx, c, &changes)?;
+        let merged = query::merged(&current, &changes);
         let n = tx
             .prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
-            .map_err(map_err)?;
+            .map_err(|e| Self::name_uniques(tx, c, &merged, map_err(e)))?;
         if n == 0 {
             // Unreachable while this connection is the only writer.
             return Err(StoreError::VersionMismatch);

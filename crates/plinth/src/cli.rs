@@ -134,7 +134,18 @@ pub(crate) fn load_schema(path: &Path) -> Result<Option<Schema>> {
     let src = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read schema file {}", path.display()))?;
     match parse_schema(&src) {
-        Ok(s) => Ok(Some(s)),
+        // The contract's validators must compile before anything uses the
+        // schema (a database must never record a schema it cannot serve).
+        Ok(s) => match plinth_contract::Contract::new(Arc::new(s.clone())) {
+            Ok(_) => Ok(Some(s)),
+            Err(e) => {
+                eprintln!(
+                    "{}: error: the schema's JSON Schemas do not compile: {e}",
+                    path.display()
+                );
+                Ok(None)
+            }
+        },
         Err(diagnostics) => {
             let file = path.display().to_string();
             eprintln!(
@@ -311,9 +322,18 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
         println!("  {line}");
     }
     // SQLite: "SCAN t" / "USE TEMP B-TREE"; PostgreSQL: "Seq Scan" / "Sort".
-    let scan = plan
-        .iter()
-        .any(|l| (l.starts_with("SCAN ") && !l.contains(" INDEX ")) || l.contains("Seq Scan"));
+    // A scan *in index order* ("SCAN t USING INDEX", "Index Scan … Filter:")
+    // is only cheap without a filter: with one, it reads records until the
+    // page is full, which for a selective filter is most of the table.
+    let walk_filtered = filter.is_some()
+        && plan.iter().any(|l| {
+            (l.starts_with("SCAN ") && l.contains(" INDEX "))
+                || l.trim_start().starts_with("Filter:")
+        });
+    let scan = walk_filtered
+        || plan
+            .iter()
+            .any(|l| (l.starts_with("SCAN ") && !l.contains(" INDEX ")) || l.contains("Seq Scan"));
     let temp_sort = plan.iter().any(|l| {
         let t = l.trim_start().trim_start_matches("->").trim_start();
         l.contains("TEMP B-TREE") || t.starts_with("Sort ") || t.starts_with("Incremental Sort")

@@ -11,6 +11,7 @@ mod concurrency;
 mod contract_diff;
 mod crud;
 mod deprecation;
+mod edge_cases;
 mod errors;
 mod lifecycle;
 mod multi_instance;

@@ -57,6 +57,12 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "The body does not match the collection's schema; `errors` lists each field.",
     ),
     (
+        "too-many-requests",
+        429,
+        "Too many requests",
+        "A rate limit is exhausted; Retry-After says when to try again.",
+    ),
+    (
         "internal",
         500,
         "Internal server error",
@@ -91,7 +97,10 @@ fn request_id_header() -> Json {
 fn responses(ok: (&str, Json), problems: &[&str]) -> Json {
     let mut m = Map::new();
     m.insert(ok.0.to_owned(), ok.1);
-    for slug in problems.iter().chain(&["internal", "unavailable"]) {
+    for slug in problems
+        .iter()
+        .chain(&["too-many-requests", "internal", "unavailable"])
+    {
         if let Some((_, status, _, _)) = PROBLEMS.iter().find(|(s, ..)| s == slug) {
             m.insert(status.to_string(), problem_ref(slug));
         }

@@ -7,6 +7,7 @@
 pub mod diff;
 pub mod filter;
 pub mod parse;
+pub mod ratelimit;
 pub mod schema;
 pub mod sort;
 pub mod value;

@@ -25,6 +25,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     Validation(Vec<FieldError>),
     PreconditionFailed(String),
+    TooManyRequests {
+        policy: String,
+        retry_after_secs: u64,
+    },
     Unavailable,
     Internal,
 }
@@ -92,6 +96,18 @@ impl ApiError {
             ApiError::PreconditionFailed(m) => {
                 (StatusCode::PRECONDITION_FAILED, d("precondition-failed", m))
             }
+            ApiError::TooManyRequests {
+                policy,
+                retry_after_secs,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                d(
+                    "too-many-requests",
+                    format!(
+                        "the `{policy}` rate limit is exhausted; retry in {retry_after_secs} s"
+                    ),
+                ),
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 d(
@@ -113,8 +129,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry = match &self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (status, draft) = self.draft();
         let mut r = status.into_response();
+        if let Some(secs) = retry {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         r.extensions_mut().insert(draft);
         r
     }

@@ -35,6 +35,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub max_body_bytes: usize,
+    /// Rate limits per route class (`read`: GET/HEAD, `write`: the rest),
+    /// keyed by client IP; empty = off.
+    pub rate_limits: Vec<plinth_domain::ratelimit::Policy>,
     /// Exact origins allowed for CORS; empty = CORS off.
     pub cors_origins: Vec<String>,
 }
@@ -102,6 +105,9 @@ pub async fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError
     // A panic in a handler becomes a 500 (rendered as problem+json by
     // `observe`), never a dropped connection.
     router = router.layer(tower_http::catch_panic::CatchPanicLayer::new());
+    if !state.config.rate_limits.is_empty() {
+        router = router.layer(middleware::from_fn_with_state(state.clone(), rate_limit));
+    }
     Ok(router.layer(middleware::from_fn_with_state(state, observe)))
 }
 
@@ -298,6 +304,60 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
     })
 }
 
+/// Counts the request against its route class's policy (GCRA, shared through
+/// the database on PostgreSQL) and answers 429 when it is exhausted. Every
+/// limited response carries `RateLimit-Policy` and `RateLimit`
+/// (draft-ietf-httpapi-ratelimit-headers-11). Health probes are exempt.
+async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(req).await;
+    }
+    let class = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        "read"
+    } else {
+        "write"
+    };
+    let Some(policy) = state.config.rate_limits.iter().find(|p| p.name == class) else {
+        return next.run(req).await;
+    };
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+    let decision = match state
+        .store
+        .rate_limit(&format!("{class}:{ip}"), policy)
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut res = if decision.allowed {
+        next.run(req).await
+    } else {
+        ApiError::TooManyRequests {
+            policy: policy.name.clone(),
+            retry_after_secs: decision.retry_after_secs,
+        }
+        .into_response()
+    };
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "\"{}\";q={};w={}",
+        policy.name, policy.limit, policy.window_secs
+    )) {
+        h.insert(HeaderName::from_static("ratelimit-policy"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "\"{}\";r={};t={}",
+        policy.name, decision.remaining, decision.reset_secs
+    )) {
+        h.insert(HeaderName::from_static("ratelimit"), v);
+    }
+    res
+}
+
 /// Serves until `shutdown` completes, then stops accepting connections and
 /// lets in-flight requests finish for up to `drain`.
 pub async fn serve(
@@ -307,6 +367,7 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutdown signal received; draining in-flight requests");

@@ -77,6 +77,16 @@ pub enum SchemaState {
 #[derive(Clone)]
 pub struct Store {
     inner: Backend,
+    /// Rate-limit state of the embedded database (one process per data
+    /// directory, so memory is the shared state). PostgreSQL keeps it in a table.
+    limits: Arc<std::sync::Mutex<std::collections::HashMap<String, f64>>>,
+}
+
+/// Seconds since the Unix epoch, as a float.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[derive(Clone)]
@@ -98,6 +108,7 @@ impl Store {
         Ok((
             db.map(|d| Store {
                 inner: Backend::Sqlite(Arc::new(d)),
+                limits: Arc::default(),
             }),
             state,
         ))
@@ -113,6 +124,7 @@ impl Store {
         Ok((
             db.map(|d| Store {
                 inner: Backend::Postgres(Arc::new(d)),
+                limits: Arc::default(),
             }),
             state,
         ))
@@ -140,6 +152,34 @@ impl Store {
                 db.writer.write(move |tx| w.secret(tx, &name)).await
             }
             Backend::Postgres(db) => db.secret(name).await,
+        }
+    }
+
+    /// Counts one request against `policy` for `key` (GCRA) and says whether
+    /// it is allowed. With PostgreSQL the state is shared by every instance.
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        policy: &plinth_domain::ratelimit::Policy,
+    ) -> Result<plinth_domain::ratelimit::Decision> {
+        match &self.inner {
+            Backend::Postgres(db) => db.rate_limit(key, policy).await,
+            Backend::Sqlite(_) => {
+                let now = unix_now();
+                let mut map = self
+                    .limits
+                    .lock()
+                    .map_err(|_| StoreError::Internal("rate-limit state poisoned".into()))?;
+                if map.len() > 100_000 {
+                    // Keys whose quota is full again carry no state.
+                    map.retain(|_, tat| *tat > now);
+                }
+                let d = plinth_domain::ratelimit::decide(policy, map.get(key).copied(), now);
+                if d.allowed {
+                    map.insert(key.to_owned(), d.tat);
+                }
+                Ok(d)
+            }
         }
     }
 

@@ -21,6 +21,7 @@ use crate::{Result, SchemaState, StoreError};
 
 const SCHEMA_TABLE: &str = "_plinth_schema";
 const META_TABLE: &str = "_plinth_meta";
+const LIMIT_TABLE: &str = "_plinth_ratelimit";
 /// Advisory lock key held while a schema is applied (any 64-bit constant).
 const SCHEMA_LOCK: i64 = 0x706c_696e_7468; // "plinth"
 
@@ -254,6 +255,9 @@ impl Postgres {
             format!(
                 "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value BYTEA NOT NULL)"
             ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {LIMIT_TABLE} (key TEXT PRIMARY KEY, tat DOUBLE PRECISION NOT NULL)"
+            ),
         ] {
             sqlx::query(AssertSqlSafe(stmt.as_str()))
                 .execute(&mut *tx)
@@ -316,6 +320,43 @@ impl Postgres {
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)
+    }
+
+    /// GCRA with the state in PostgreSQL (row-locked per key), timed by
+    /// PostgreSQL's clock so every instance agrees on "now".
+    pub(crate) async fn rate_limit(
+        &self,
+        key: &str,
+        policy: &plinth_domain::ratelimit::Policy,
+    ) -> Result<plinth_domain::ratelimit::Decision> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {LIMIT_TABLE} (key, tat) VALUES ($1, 0) ON CONFLICT (key) DO NOTHING"
+        )))
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let (tat, now): (f64, f64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT tat, extract(epoch from clock_timestamp())::float8 FROM {LIMIT_TABLE} WHERE key = $1 FOR UPDATE"
+        )))
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let d = plinth_domain::ratelimit::decide(policy, Some(tat), now);
+        if d.allowed {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {LIMIT_TABLE} SET tat = $2 WHERE key = $1"
+            )))
+            .bind(key)
+            .bind(d.tat)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(d)
     }
 
     pub(crate) async fn ping(&self) -> Result<()> {

@@ -97,6 +97,10 @@ struct ServeArgs {
         default_value = ""
     )]
     cors_origins: Vec<String>,
+    /// Rate limits per client IP and route class, e.g. `read=600/60s,write=120/60s`
+    /// (read = GET/HEAD; empty: off). Shared by all instances on PostgreSQL.
+    #[arg(long, env = "PLINTH_RATE_LIMITS", default_value = "")]
+    rate_limits: String,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     #[arg(long, env = "PLINTH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
@@ -424,9 +428,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .map(|o| o.trim().to_owned())
         .filter(|o| !o.is_empty())
         .collect();
+    let rate_limits = plinth_domain::ratelimit::parse_policies(&args.rate_limits)
+        .map_err(|e| anyhow::anyhow!("--rate-limits {e}"))?;
     let http = plinth_http::HttpConfig {
         max_body_bytes: args.max_body_bytes,
         cors_origins: origins,
+        rate_limits,
     };
     // Refuse bad settings before touching the data directory.
     http.validate()?;

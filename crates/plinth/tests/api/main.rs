@@ -18,4 +18,5 @@ mod multi_instance;
 mod openapi;
 mod ops;
 mod querying;
+mod rate_limits;
 mod types;

@@ -42,6 +42,29 @@ pub struct Record {
 }
 
 impl Record {
+    /// A new record of collection `c`: fresh id, timestamps now, version 1,
+    /// and a value for every field (`input`'s, else null), in schema order.
+    pub fn new_in(c: &crate::schema::Collection, input: &[(String, Value)]) -> Record {
+        let now = now_timestamp();
+        Record {
+            id: new_id(),
+            created_at: now.clone(),
+            updated_at: now,
+            version: 1,
+            fields: c
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = input
+                        .iter()
+                        .find(|(n, _)| *n == f.name)
+                        .map_or(Value::Null, |(_, v)| v.clone());
+                    (f.name.clone(), v)
+                })
+                .collect(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }

@@ -180,6 +180,19 @@ fn read_record(c: &Collection, row: &PgRow) -> std::result::Result<Record, sqlx:
     })
 }
 
+/// Up to `limit` records of `rows` (which holds at most limit + 1), and
+/// whether more follow.
+fn page_of(c: &Collection, rows: &[PgRow], limit: u32) -> Result<(Vec<Record>, bool)> {
+    let mut records = rows
+        .iter()
+        .map(|r| read_record(c, r))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(map_err)?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    Ok((records, more))
+}
+
 /// One row of `q` as a record, if any.
 async fn fetch_one<'e, E>(
     executor: E,
@@ -420,54 +433,8 @@ impl Postgres {
 
     pub(crate) async fn insert(&self, coll: &str, input: Vec<(String, Value)>) -> Result<Record> {
         let c = self.collection(coll)?;
-        let now = plinth_domain::value::now_timestamp();
-        let record = Record {
-            id: plinth_domain::value::new_id(),
-            created_at: now.clone(),
-            updated_at: now,
-            version: 1,
-            fields: c
-                .fields
-                .iter()
-                .map(|f| {
-                    let v = input
-                        .iter()
-                        .find(|(n, _)| *n == f.name)
-                        .map_or(Value::Null, |(_, v)| v.clone());
-                    (f.name.clone(), v)
-                })
-                .collect(),
-        };
-        let mut q = Query::insert();
-        q.into_table(col(&c.name)).columns(
-            ["id", "created_at", "updated_at", "version"]
-                .map(col)
-                .into_iter()
-                .chain(c.fields.iter().map(|f| col(&f.name))),
-        );
-        let d = Dialect::Postgres;
-        let mut exprs: Vec<Expr> = vec![
-            Expr::val(record.id.as_str()),
-            bind_as(
-                &Value::Text(record.created_at.clone()),
-                FieldType::Datetime,
-                d,
-            ),
-            bind_as(
-                &Value::Text(record.updated_at.clone()),
-                FieldType::Datetime,
-                d,
-            ),
-            Expr::val(1i64),
-        ];
-        exprs.extend(
-            c.fields
-                .iter()
-                .zip(&record.fields)
-                .map(|(f, (_, v))| bind_as(v, f.ty, d)),
-        );
-        q.values(exprs)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let record = Record::new_in(c, &input);
+        let q = query::insert_record(c, &record, Dialect::Postgres)?;
         let (sql, values) = q.build(PostgresQueryBuilder);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         self.check_relations(&mut tx, c, &record.fields).await?;
@@ -619,13 +586,7 @@ impl Postgres {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;
-            let mut records = rows
-                .iter()
-                .map(|r| read_record(c, r))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(map_err)?;
-            let more = records.len() > query.limit as usize;
-            records.truncate(query.limit as usize);
+            let (records, more) = page_of(c, &rows, query.limit)?;
             return Ok(Page {
                 records,
                 more,
@@ -642,13 +603,7 @@ impl Postgres {
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
-        let mut records = rows
-            .iter()
-            .map(|r| read_record(c, r))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(map_err)?;
-        let more = records.len() > query.limit as usize;
-        records.truncate(query.limit as usize);
+        let (records, more) = page_of(c, &rows, query.limit)?;
         let total = {
             let mut q = Query::select();
             q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));

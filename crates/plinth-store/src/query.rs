@@ -52,6 +52,37 @@ pub(crate) fn merged(
     r
 }
 
+/// `INSERT` of a new record (system fields, then every field in schema order).
+pub(crate) fn insert_record(
+    c: &plinth_domain::Collection,
+    r: &plinth_domain::Record,
+    dialect: Dialect,
+) -> crate::Result<sea_query::InsertStatement> {
+    let mut q = sea_query::Query::insert();
+    q.into_table(Alias::new(&c.name)).columns(
+        ["id", "created_at", "updated_at", "version"]
+            .map(Alias::new)
+            .into_iter()
+            .chain(c.fields.iter().map(|f| Alias::new(&f.name))),
+    );
+    let ts = |t: &str| bind_as(&Value::Text(t.to_owned()), FieldType::Datetime, dialect);
+    let mut exprs: Vec<Expr> = vec![
+        Expr::val(r.id.as_str()),
+        ts(&r.created_at),
+        ts(&r.updated_at),
+        Expr::val(r.version),
+    ];
+    exprs.extend(
+        c.fields
+            .iter()
+            .zip(&r.fields)
+            .map(|(f, (_, v))| bind_as(v, f.ty, dialect)),
+    );
+    q.values(exprs)
+        .map_err(|e| crate::StoreError::Internal(e.to_string()))?;
+    Ok(q)
+}
+
 /// After a unique violation: one probe per unique field or unique index of
 /// `c` asking whether another record holds `r`'s values. Running them all
 /// names every violated constraint, in schema order, the same on every

@@ -297,40 +297,8 @@ impl Sqlite {
         input: Vec<(String, Value)>,
     ) -> Result<Record> {
         let c = self.collection(coll)?;
-        let now = plinth_domain::value::now_timestamp();
-        let record = Record {
-            id: plinth_domain::value::new_id(),
-            created_at: now.clone(),
-            updated_at: now,
-            version: 1,
-            fields: c
-                .fields
-                .iter()
-                .map(|f| {
-                    let v = input
-                        .iter()
-                        .find(|(n, _)| *n == f.name)
-                        .map_or(Value::Null, |(_, v)| v.clone());
-                    (f.name.clone(), v)
-                })
-                .collect(),
-        };
-        let mut q = Query::insert();
-        q.into_table(col(&c.name)).columns(
-            ["id", "created_at", "updated_at", "version"]
-                .map(col)
-                .into_iter()
-                .chain(c.fields.iter().map(|f| col(&f.name))),
-        );
-        let mut exprs: Vec<Expr> = vec![
-            Expr::val(record.id.as_str()),
-            Expr::val(record.created_at.as_str()),
-            Expr::val(record.updated_at.as_str()),
-            Expr::val(1i64),
-        ];
-        exprs.extend(record.fields.iter().map(|(_, v)| Expr::val(sql_value(v))));
-        q.values(exprs)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let record = Record::new_in(c, &input);
+        let q = query::insert_record(c, &record, Dialect::Sqlite)?;
         let (sql, values) = q.build(SqliteQueryBuilder);
 
         self.check_relations(tx, c, &record.fields)?;

@@ -261,6 +261,7 @@ fn walk_document(ctx: &mut Ctx<'_>, doc: &DeTable<'_>) -> Schema {
         check_relations(ctx, c, &names, doc);
     }
     let mut collections: Vec<Collection> = collections.into_iter().map(|(_, c)| c).collect();
+    check_required_cycles(ctx, &collections, doc);
     collections.sort_by(|a, b| a.name.cmp(&b.name));
     Schema { collections }
 }
@@ -1029,6 +1030,57 @@ fn check_relations(ctx: &mut Ctx<'_>, c: &Collection, names: &BTreeSet<String>, 
     }
 }
 
+/// Required relations that loop through other collections (A needs a B, B
+/// needs an A) make the first record of every collection on the loop
+/// impossible to create. (A loop of length one is reported by
+/// `check_relations`.)
+fn check_required_cycles(ctx: &mut Ctx<'_>, collections: &[Collection], doc: &DeTable<'_>) {
+    let needs = |c: &Collection| -> Vec<(String, String)> {
+        c.relations()
+            .filter(|(f, t)| f.required && *t != c.name)
+            .map(|(f, t)| (f.name.clone(), t.to_owned()))
+            .collect()
+    };
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    for start in collections {
+        // Depth-first walk of required relations, remembering the path.
+        let mut stack: Vec<(String, Vec<(String, String)>)> =
+            vec![(start.name.clone(), Vec::new())];
+        while let Some((at, path)) = stack.pop() {
+            let Some(c) = collections.iter().find(|c| c.name == at) else {
+                continue;
+            };
+            for (field, target) in needs(c) {
+                let mut p = path.clone();
+                p.push((at.clone(), field));
+                if target == start.name {
+                    let mut members: Vec<&str> = p.iter().map(|(c, _)| c.as_str()).collect();
+                    members.sort_unstable();
+                    if reported.insert(members.join(",")) {
+                        let (c0, f0) = &p[0];
+                        let span = relation_span(doc, c0, f0).unwrap_or(0..0);
+                        let route = p
+                            .iter()
+                            .map(|(c, f)| format!("{c}.{f}"))
+                            .collect::<Vec<_>>()
+                            .join(" → ");
+                        ctx.err(
+                            span,
+                            format!(
+                                "required relations form a loop ({route} → {}), so no first record could ever be created",
+                                start.name
+                            ),
+                            Some("make one relation on the loop optional".into()),
+                        );
+                    }
+                } else if p.len() < collections.len() && !p.iter().any(|(c, _)| *c == target) {
+                    stack.push((target, p));
+                }
+            }
+        }
+    }
+}
+
 fn join(names: &BTreeSet<String>) -> String {
     names
         .iter()
@@ -1195,6 +1247,19 @@ fields = ["nope"]
                 "[collections.p.fields]\nparent = { type = \"relation\", collection = \"p\" }\n"
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn loops_of_required_relations_are_refused_once() {
+        let d = errs(
+            "[collections.a.fields]\nb = { type = \"relation\", collection = \"b\", required = true }\n[collections.b.fields]\na = { type = \"relation\", collection = \"a\", required = true }\n",
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.contains("form a loop"), "{d:#?}");
+        // Optional somewhere on the loop: fine.
+        assert!(
+            parse_schema("[collections.a.fields]\nb = { type = \"relation\", collection = \"b\", required = true }\n[collections.b.fields]\na = { type = \"relation\", collection = \"a\" }\n").is_ok()
         );
     }
 

@@ -6,6 +6,7 @@
 
 pub mod diff;
 pub mod filter;
+pub mod migrate;
 pub mod parse;
 pub mod ratelimit;
 pub mod schema;

@@ -65,6 +65,7 @@ const COMMON_FIELD_KEYS: &[&str] = &[
     "default",
     "deprecated",
     "sunset",
+    "renamed_from",
 ];
 
 /// Reads `deprecated = "date"` / `sunset = "date"` of a table.
@@ -544,6 +545,7 @@ fn walk_field(
         values: Vec::new(),
         collection: None,
         deprecation: None,
+        renamed_from: None,
     };
     let mut default_src = None;
     for (key, value) in table {
@@ -599,6 +601,7 @@ fn walk_field(
             "type" => {}
             "description" => field.description = string_value(ctx, value, k),
             "deprecated" | "sunset" => {}
+            "renamed_from" => field.renamed_from = string_value(ctx, value, k),
             "required" => field.required = bool_value(ctx, value, k).unwrap_or(false),
             "unique" => {
                 let u = bool_value(ctx, value, k).unwrap_or(false);

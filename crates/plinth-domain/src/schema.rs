@@ -177,6 +177,9 @@ pub struct Field {
     pub collection: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecation: Option<Deprecation>,
+    /// The field's previous name, for `plinth migrate` (a rename, not drop + add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -25,7 +25,7 @@ fn fk_index_name(c: &str, f: &str) -> String {
     .name(c)
 }
 
-fn column(field: &Field, dialect: Dialect) -> ColumnDef {
+pub(crate) fn column(field: &Field, dialect: Dialect) -> ColumnDef {
     let mut col = ColumnDef::new(Alias::new(&field.name));
     match (field.ty, dialect) {
         (FieldType::Integer, _) => col.big_integer(),
@@ -124,6 +124,76 @@ fn nulls_first(create_index: &str) -> String {
     format!("{head}{})", cols.join(", "))
 }
 
+/// The statements of one declared index (non-unique ones carry `id` last so
+/// they serve the whole list order).
+pub(crate) fn index_sql(collection: &str, ix: &plinth_domain::Index, dialect: Dialect) -> String {
+    let mut stmt = Index::create();
+    stmt.name(ix.name(collection)).table(Alias::new(collection));
+    for f in &ix.fields {
+        stmt.col(Alias::new(f));
+    }
+    if !ix.unique && !ix.fields.iter().any(|f| f == "id") {
+        stmt.col(Alias::new("id"));
+    }
+    if ix.unique {
+        stmt.unique();
+    }
+    render_index(&stmt, dialect)
+}
+
+fn render_index(stmt: &sea_query::IndexCreateStatement, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => stmt.to_string(SqliteQueryBuilder),
+        Dialect::Postgres => nulls_first(&stmt.to_string(PostgresQueryBuilder)),
+    }
+}
+
+/// The index a relation column gets (deletes of targets look it up), unless
+/// a declared index already starts with it.
+pub(crate) fn relation_index_sql(c: &Collection, field: &str, dialect: Dialect) -> Option<String> {
+    let covered = c
+        .indexes
+        .iter()
+        .any(|ix| ix.fields.first().map(String::as_str) == Some(field));
+    (!covered).then(|| {
+        render_index(
+            &Index::create()
+                .name(fk_index_name(&c.name, field))
+                .table(Alias::new(&c.name))
+                .col(Alias::new(field))
+                .to_owned(),
+            dialect,
+        )
+    })
+}
+
+/// Every index of a collection: the list order, relations, declared ones.
+pub(crate) fn collection_indexes(c: &Collection, dialect: Dialect) -> Vec<String> {
+    let mut out = vec![render_index(
+        &Index::create()
+            .name(format!("{}_created_at_id_idx", c.name))
+            .table(Alias::new(&c.name))
+            .col(Alias::new("created_at"))
+            .col(Alias::new("id"))
+            .to_owned(),
+        dialect,
+    )];
+    for (f, _) in c.relations() {
+        out.extend(relation_index_sql(c, &f.name, dialect));
+    }
+    for ix in &c.indexes {
+        out.push(index_sql(&c.name, ix, dialect));
+    }
+    out
+}
+
+/// `CREATE TABLE` and the indexes of one collection.
+pub(crate) fn collection_ddl(c: &Collection, dialect: Dialect) -> Vec<String> {
+    let mut out = vec![create_table(c, dialect)];
+    out.extend(collection_indexes(c, dialect));
+    out
+}
+
 /// Every statement that creates `schema` on an empty database, in order
 /// (tables are ordered so that relation targets exist first where possible;
 /// SQLite does not need that, PostgreSQL will).
@@ -149,54 +219,7 @@ pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
         }
     }
     for c in &schema.collections {
-        let mut indexes = Vec::new();
-        // The list order (newest first) is served by this index.
-        indexes.push(
-            Index::create()
-                .name(format!("{}_created_at_id_idx", c.name))
-                .table(Alias::new(&c.name))
-                .col(Alias::new("created_at"))
-                .col(Alias::new("id"))
-                .to_owned(),
-        );
-        // Relation columns are indexed: deletes of targets check them.
-        for (f, _) in c.relations() {
-            let covered = c
-                .indexes
-                .iter()
-                .any(|ix| ix.fields.first() == Some(&f.name));
-            if !covered {
-                indexes.push(
-                    Index::create()
-                        .name(fk_index_name(&c.name, &f.name))
-                        .table(Alias::new(&c.name))
-                        .col(Alias::new(&f.name))
-                        .to_owned(),
-                );
-            }
-        }
-        for ix in &c.indexes {
-            let mut stmt = Index::create();
-            stmt.name(ix.name(&c.name)).table(Alias::new(&c.name));
-            for f in &ix.fields {
-                stmt.col(Alias::new(f));
-            }
-            // Lists always end their order with `id`; carrying it in every
-            // (non-unique) index lets the index serve the whole ORDER BY.
-            if !ix.unique && !ix.fields.iter().any(|f| f == "id") {
-                stmt.col(Alias::new("id"));
-            }
-            if ix.unique {
-                stmt.unique();
-            }
-            indexes.push(stmt.to_owned());
-        }
-        for ix in indexes {
-            out.push(match dialect {
-                Dialect::Sqlite => ix.to_string(SqliteQueryBuilder),
-                Dialect::Postgres => nulls_first(&ix.to_string(PostgresQueryBuilder)),
-            });
-        }
+        out.extend(collection_indexes(c, dialect));
     }
     out
 }

@@ -13,6 +13,7 @@
 //! will be a second variant behind the same API.
 
 mod ddl;
+pub mod migrate;
 mod postgres;
 mod query;
 mod sqlite;

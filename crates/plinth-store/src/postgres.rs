@@ -23,7 +23,7 @@ const SCHEMA_TABLE: &str = "_plinth_schema";
 const META_TABLE: &str = "_plinth_meta";
 const LIMIT_TABLE: &str = "_plinth_ratelimit";
 /// Advisory lock key held while a schema is applied (any 64-bit constant).
-const SCHEMA_LOCK: i64 = 0x706c_696e_7468; // "plinth"
+pub(crate) const SCHEMA_LOCK: i64 = 0x706c_696e_7468; // "plinth"
 
 /// Connection settings for PostgreSQL.
 #[derive(Debug, Clone)]

@@ -39,7 +39,7 @@ pub(crate) struct Sqlite {
 const LOCK_FILE: &str = "plinth.lock";
 
 /// Locks the data directory against a second Plinth process.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -33,6 +33,9 @@ enum Command {
     Openapi(SchemaArgs),
     /// Show the SQL and query plan of a list query, and whether an index serves it.
     Explain(ExplainArgs),
+    /// Planned schema changes: `plinth migrate plan|apply|status|history`.
+    #[command(subcommand)]
+    Migrate(crate::migrate_cmd::MigrateCommand),
     /// Work with OpenAPI contracts (`plinth contract diff`).
     #[command(subcommand)]
     Contract(crate::contract_cmd::ContractCommand),
@@ -54,20 +57,20 @@ struct ExplainArgs {
 
 /// Flags every command that reads the schema takes.
 #[derive(Args)]
-struct SchemaArgs {
+pub(crate) struct SchemaArgs {
     /// The schema file.
     #[arg(long, env = "PLINTH_SCHEMA", default_value = "plinth.toml")]
-    schema: PathBuf,
+    pub(crate) schema: PathBuf,
 }
 
 /// Flags every command that touches data takes.
 #[derive(Args)]
-struct DataArgs {
+pub(crate) struct DataArgs {
     #[command(flatten)]
-    schema: SchemaArgs,
+    pub(crate) schema: SchemaArgs,
     /// Where the embedded database lives.
     #[arg(long, env = "PLINTH_DATA_DIR", default_value = "./plinth-data")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Use PostgreSQL instead of the embedded database: postgres://user:password@host:port/db
     #[arg(long, env = "PLINTH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -123,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Explain(a) => explain(a),
         Command::Contract(c) => crate::contract_cmd::run(c),
+        Command::Migrate(c) => crate::migrate_cmd::run(c),
     };
     match result {
         Ok(code) => code,
@@ -189,6 +193,28 @@ fn openapi(path: &Path) -> Result<ExitCode> {
 }
 
 /// Opens the store for a command that reads data; refuses on schema differences.
+/// The PostgreSQL URL, if one is set (an empty PLINTH_DATABASE_URL means "not set").
+pub(crate) fn database_url(data: &DataArgs) -> Option<&str> {
+    data.database_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+}
+
+pub(crate) fn postgres_config(data: &DataArgs, url: &str) -> Result<plinth_store::PostgresConfig> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--database-url must be a postgres:// URL (postgres://user:password@host:5432/database)"
+        );
+    }
+    Ok(plinth_store::PostgresConfig {
+        url: url.to_owned(),
+        max_connections: data.db_max_connections.max(1),
+        statement_timeout: Duration::from_secs(data.db_statement_timeout.max(1)),
+        acquire_timeout: Duration::from_secs(5),
+    })
+}
+
 async fn open_store(data: &DataArgs, schema: Schema, exclusive: bool) -> Result<Option<Store>> {
     open_store_in(data, &data.data_dir, schema, exclusive).await
 }
@@ -249,7 +275,7 @@ async fn open_store_in(
                 eprintln!("  - {d}");
             }
             eprintln!(
-                "Plinth never alters or drops data by itself. Restore the previous {} or use another database.",
+                "Plinth never alters or drops data by itself: run `plinth migrate plan` to see the steps and `plinth migrate apply` to apply them (or restore the previous {}).",
                 schema_path.display()
             );
             Ok(None)

@@ -2,6 +2,7 @@
 
 mod cli;
 mod contract_cmd;
+mod migrate_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -14,6 +14,7 @@ mod deprecation;
 mod edge_cases;
 mod errors;
 mod lifecycle;
+mod migrate;
 mod multi_instance;
 mod openapi;
 mod ops;

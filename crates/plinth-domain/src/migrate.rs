@@ -82,6 +82,12 @@ impl Step {
         }
     }
 
+    /// Whether applying the plan back undoes the step without losing data
+    /// (a dropped field or collection comes back empty).
+    pub fn reversible(&self) -> bool {
+        !matches!(self, Step::DropField { .. } | Step::DropCollection { .. })
+    }
+
     pub fn collection(&self) -> &str {
         match self {
             Step::DropIndex { collection, .. }
@@ -207,12 +213,22 @@ pub fn plan(applied: &Schema, wanted: &Schema) -> Result<Vec<Step>, Vec<String>>
         let cn = &w.name;
         let mut kept: Vec<&str> = Vec::new();
         for wf in &w.fields {
-            let source = a.field(&wf.name).or_else(|| {
-                wf.renamed_from
-                    .as_deref()
-                    .filter(|old| w.field(old).is_none())
-                    .and_then(|old| a.field(old))
-            });
+            // By name; else the field it says it was renamed from; else (when
+            // going back to an older schema) the field renamed from it.
+            let source = a
+                .field(&wf.name)
+                .or_else(|| {
+                    wf.renamed_from
+                        .as_deref()
+                        .filter(|old| w.field(old).is_none())
+                        .and_then(|old| a.field(old))
+                })
+                .or_else(|| {
+                    a.fields.iter().find(|af| {
+                        af.renamed_from.as_deref() == Some(wf.name.as_str())
+                            && w.field(&af.name).is_none()
+                    })
+                });
             let Some(af) = source else {
                 if wf.unique || (wf.ty == FieldType::Relation && wf.required) {
                     errors.push(format!(
@@ -338,6 +354,30 @@ mod tests {
         assert_eq!(steps[1].safety(), Safety::Destructive);
         assert_eq!(steps[4].safety(), Safety::Safe);
         assert!(plan(&s(BASE), &s(BASE)).expect("same").is_empty());
+    }
+
+    #[test]
+    fn going_back_reverses_a_rename() {
+        let v1 = s(BASE);
+        let v2 = s(
+            "[collections.posts.fields]\nheadline = { type = \"text\", renamed_from = \"title\" }\nold = { type = \"text\" }\n[[collections.posts.indexes]]\nfields = [\"old\"]\n",
+        );
+        assert_eq!(
+            plan(&v2, &v1).expect("plannable"),
+            [Step::RenameField {
+                collection: "posts".into(),
+                from: "headline".into(),
+                to: "title".into()
+            }]
+        );
+        assert!(
+            Step::DropField {
+                collection: "p".into(),
+                field: "f".into()
+            }
+            .reversible()
+            .eq(&false)
+        );
     }
 
     #[test]

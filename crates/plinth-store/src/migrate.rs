@@ -430,6 +430,32 @@ impl Session {
         Err(StoreError::Internal("no connection".into()))
     }
 
+    /// The schema recorded as `version`, if any.
+    pub async fn schema_at(&mut self, version: i64) -> Result<Option<Schema>> {
+        let text: Option<String> = if let Some((conn, _)) = &self.sqlite {
+            rusqlite::OptionalExtension::optional(conn.query_row(
+                "SELECT schema FROM _plinth_schema WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            ))
+            .map_err(map_sqlite)?
+        } else if let Some(conn) = &mut self.pg {
+            sqlx::query_scalar("SELECT schema FROM _plinth_schema WHERE version = $1")
+                .bind(version)
+                .fetch_optional(conn)
+                .await
+                .map_err(map_pg)?
+        } else {
+            None
+        };
+        text.map(|t| {
+            Schema::from_canonical(&t).map_err(|e| {
+                StoreError::Internal(format!("schema version {version} cannot be read: {e}"))
+            })
+        })
+        .transpose()
+    }
+
     /// Every version applied by `plinth migrate`, oldest first.
     pub async fn history(&mut self) -> Result<Vec<HistoryEntry>> {
         if let Some((conn, _)) = &self.sqlite {

@@ -100,6 +100,10 @@ struct ServeArgs {
         default_value = ""
     )]
     cors_origins: Vec<String>,
+    /// `safe`: apply schema changes whose planned steps are all safe before
+    /// serving (`plinth migrate plan` shows them); `never`: refuse any change.
+    #[arg(long = "migrate", env = "PLINTH_MIGRATE", value_enum, default_value_t = AutoMigrate::Never)]
+    auto_migrate: AutoMigrate,
     /// Rate limits per client IP and route class, e.g. `read=600/60s,write=120/60s`
     /// (read = GET/HEAD; empty: off). Shared by all instances on PostgreSQL.
     #[arg(long, env = "PLINTH_RATE_LIMITS", default_value = "")]
@@ -110,6 +114,12 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AutoMigrate {
+    Never,
+    Safe,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -468,6 +478,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        if args.auto_migrate == AutoMigrate::Safe {
+            crate::migrate_cmd::apply_safe(&args.data, &schema).await?;
+        }
         let Some(store) = open_store(&args.data, schema, true).await? else {
             return Ok(ExitCode::FAILURE);
         };

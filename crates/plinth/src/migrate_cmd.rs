@@ -21,6 +21,17 @@ pub enum MigrateCommand {
     Status(MigrateArgs),
     /// Every schema version applied by `plinth migrate`.
     History(MigrateArgs),
+    /// Go back to the previous schema version: plan and apply the reverse steps
+    /// (recorded as a new version). Dropped data does not come back.
+    Rollback(ApplyArgs),
+}
+
+/// What `plan_or_apply` does.
+#[derive(Clone, Copy)]
+enum Mode {
+    Plan,
+    Apply { allow_destructive: bool },
+    Rollback { allow_destructive: bool },
 }
 
 #[derive(Args)]
@@ -54,8 +65,25 @@ pub fn run(cmd: MigrateCommand) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cmd {
-            MigrateCommand::Plan(a) => plan_or_apply(&a.data, None).await,
-            MigrateCommand::Apply(a) => plan_or_apply(&a.data, Some(a.allow_destructive)).await,
+            MigrateCommand::Plan(a) => plan_or_apply(&a.data, Mode::Plan).await,
+            MigrateCommand::Apply(a) => {
+                plan_or_apply(
+                    &a.data,
+                    Mode::Apply {
+                        allow_destructive: a.allow_destructive,
+                    },
+                )
+                .await
+            }
+            MigrateCommand::Rollback(a) => {
+                plan_or_apply(
+                    &a.data,
+                    Mode::Rollback {
+                        allow_destructive: a.allow_destructive,
+                    },
+                )
+                .await
+            }
             MigrateCommand::Status(a) => status(&a.data).await,
             MigrateCommand::History(a) => history(&a.data).await,
         }
@@ -63,16 +91,37 @@ pub fn run(cmd: MigrateCommand) -> Result<ExitCode> {
 }
 
 /// `apply = None`: only print the plan.
-async fn plan_or_apply(data: &DataArgs, apply: Option<bool>) -> Result<ExitCode> {
-    let Some(wanted) = load_schema(&data.schema.schema)? else {
-        return Ok(ExitCode::FAILURE);
-    };
+async fn plan_or_apply(data: &DataArgs, mode: Mode) -> Result<ExitCode> {
     let mut session = Session::open(target(data)?).await?;
     let Some(applied) = session.applied().await? else {
         println!(
             "The database has no schema yet: `plinth serve` applies the schema file on its first start."
         );
         return Ok(ExitCode::SUCCESS);
+    };
+    let wanted = if let Mode::Rollback { .. } = mode {
+        let previous = applied.version - 1;
+        match session.schema_at(previous).await? {
+            Some(s) if previous >= 1 => {
+                println!(
+                    "Rolling back to the schema of version {previous} (it will be recorded as version {}).",
+                    applied.version + 1
+                );
+                s
+            }
+            _ => {
+                eprintln!(
+                    "error: version {} is the first schema of this database; there is nothing to roll back to",
+                    applied.version
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    } else {
+        let Some(file) = load_schema(&data.schema.schema)? else {
+            return Ok(ExitCode::FAILURE);
+        };
+        file
     };
     let steps = match plinth_domain::migrate::plan(&applied.schema, &wanted) {
         Ok(s) => s,
@@ -102,7 +151,12 @@ async fn plan_or_apply(data: &DataArgs, apply: Option<bool>) -> Result<ExitCode>
         session.dialect()
     );
     for (i, p) in planned.iter().enumerate() {
-        println!("\n{}. [{}] {}", i + 1, p.safety, p.step);
+        let undo = if p.step.reversible() {
+            "reversible"
+        } else {
+            "irreversible: the data is not restored"
+        };
+        println!("\n{}. [{}, {undo}] {}", i + 1, p.safety, p.step);
         for sql in &p.sql {
             println!("   {sql};");
         }
@@ -116,7 +170,13 @@ async fn plan_or_apply(data: &DataArgs, apply: Option<bool>) -> Result<ExitCode>
         .filter(|p| p.safety == Safety::Destructive)
         .count();
     println!();
-    let Some(allow_destructive) = apply else {
+    let allow_destructive = match mode {
+        Mode::Plan => None,
+        Mode::Apply { allow_destructive } | Mode::Rollback { allow_destructive } => {
+            Some(allow_destructive)
+        }
+    };
+    let Some(allow_destructive) = allow_destructive else {
         if blocked > 0 {
             println!(
                 "{blocked} step(s) are blocked; `plinth migrate apply` will refuse until they are resolved."
@@ -203,4 +263,48 @@ async fn history(data: &DataArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For `serve --migrate safe`: applies the plan to the schema file if every
+/// step is safe and unblocked; otherwise changes nothing (serve then refuses
+/// and lists the differences). A database without a schema is left to serve.
+pub async fn apply_safe(data: &DataArgs, wanted: &plinth_domain::Schema) -> Result<()> {
+    if crate::cli::database_url(data).is_none() && !data.data_dir.join("plinth.db").exists() {
+        return Ok(());
+    }
+    let mut session = Session::open(target(data)?).await?;
+    let Some(applied) = session.applied().await? else {
+        return Ok(());
+    };
+    let Ok(steps) = plinth_domain::migrate::plan(&applied.schema, wanted) else {
+        tracing::warn!("the schema change cannot be planned; not migrating automatically");
+        return Ok(());
+    };
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let planned = session.plan(&applied, steps, wanted).await?;
+    let unsafe_steps = planned
+        .iter()
+        .filter(|p| p.safety != Safety::Safe || p.blocker.is_some())
+        .count();
+    if unsafe_steps > 0 {
+        tracing::warn!(
+            unsafe_steps,
+            "not migrating automatically: some steps are not safe; see `plinth migrate plan`"
+        );
+        return Ok(());
+    }
+    match session.apply(applied.version, &planned, wanted).await {
+        Ok(v) => {
+            for p in &planned {
+                tracing::info!(step = %p.step, "migrated");
+            }
+            tracing::info!(version = v, "applied the safe migration steps");
+            Ok(())
+        }
+        // Another instance migrated first: the normal start will see the result.
+        Err(StoreError::VersionMismatch) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

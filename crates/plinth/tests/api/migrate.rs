@@ -52,7 +52,7 @@ async fn plan_then_apply_keeps_the_data_and_serve_runs_the_new_schema() {
     assert_eq!(plan.code, Some(0), "{}{}", plan.stdout, plan.stderr);
     assert!(
         plan.stdout
-            .contains("[safe] rename field `posts.body` to `content`"),
+            .contains("[safe, reversible] rename field `posts.body` to `content`"),
         "{}",
         plan.stdout
     );
@@ -64,7 +64,7 @@ async fn plan_then_apply_keeps_the_data_and_serve_runs_the_new_schema() {
     );
     assert!(
         plan.stdout
-            .contains("[safe] add field `posts.score` (integer)"),
+            .contains("[safe, reversible] add field `posts.score` (integer)"),
         "{}",
         plan.stdout
     );
@@ -176,5 +176,80 @@ async fn two_applies_at_once_apply_once() {
         1,
         "{}",
         history.stdout
+    );
+}
+
+#[tokio::test]
+async fn rollback_plans_the_way_back_and_renames_back() {
+    let env = Env::new();
+    let s = env.start().await;
+    let rec = s
+        .create(
+            "posts",
+            &json!({"title": "t", "body": "kept through both ways"}),
+        )
+        .await;
+    s.stop().await;
+    env.write_schema(&v2());
+    let r = migrate(&env, &["apply"]).await;
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+
+    // Going back drops the added fields: destructive, so it needs the flag.
+    let r = migrate(&env, &["rollback"]).await;
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("rename field `posts.content` to `body`"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "[destructive, irreversible: the data is not restored] drop field `posts.score`"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = migrate(&env, &["rollback", "--allow-destructive"]).await;
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("schema version 3"), "{}", r.stdout);
+
+    env.write_schema(&example_schema());
+    let s = env.start().await;
+    let got = s
+        .get(&format!("/v1/posts/{}", rec["id"].as_str().expect("id")))
+        .await
+        .ok();
+    assert_eq!(got["body"], "kept through both ways");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn serve_migrate_safe_applies_only_safe_plans() {
+    let env = Env::new();
+    env.start().await.stop().await;
+    // An added optional field is safe: applied at start.
+    let added = example_schema().replace(
+        "body         = { type = \"text\" }",
+        "body         = { type = \"text\" }\nsummary      = { type = \"text\" }",
+    );
+    env.write_schema(&added);
+    let s = env.start_with(&["--migrate", "safe"]).await;
+    let rec = s
+        .create("posts", &json!({"title": "t", "summary": "s"}))
+        .await;
+    assert_eq!(rec["summary"], "s");
+    s.stop().await;
+    // A dropped field is not: serve refuses as without the flag.
+    env.write_schema(&example_schema());
+    let f = env
+        .try_start(&["--migrate", "safe"])
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        f.stderr
+            .contains("exists in the database but not in the schema file"),
+        "{}",
+        f.stderr
     );
 }

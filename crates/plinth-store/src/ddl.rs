@@ -187,6 +187,22 @@ pub(crate) fn collection_indexes(c: &Collection, dialect: Dialect) -> Vec<String
     out
 }
 
+/// The names of the indexes Plinth creates for a collection.
+pub(crate) fn index_names(c: &Collection) -> Vec<String> {
+    let mut out = vec![format!("{}_created_at_id_idx", c.name)];
+    for (f, _) in c.relations() {
+        let covered = c
+            .indexes
+            .iter()
+            .any(|ix| ix.fields.first() == Some(&f.name));
+        if !covered {
+            out.push(fk_index_name(&c.name, &f.name));
+        }
+    }
+    out.extend(c.indexes.iter().map(|ix| ix.name(&c.name)));
+    out
+}
+
 /// `CREATE TABLE` and the indexes of one collection.
 pub(crate) fn collection_ddl(c: &Collection, dialect: Dialect) -> Vec<String> {
     let mut out = vec![create_table(c, dialect)];

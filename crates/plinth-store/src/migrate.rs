@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Connection as _};
 use plinth_domain::migrate::{Safety, Step};
 use plinth_domain::{DefaultValue, Field, FieldType, Schema, Value};
 
-use crate::ddl::{Dialect, collection_ddl, column, index_sql, relation_index_sql};
+use crate::ddl::{Dialect, collection_ddl, column, index_names, index_sql, relation_index_sql};
 use crate::{PostgresConfig, Result, StoreError};
 
 /// Which database to migrate.
@@ -193,6 +193,13 @@ fn sqlite_limits(step: &Step, applied: &Schema) -> Option<String> {
             if f.unique { "unique" } else { "relation" }
         )
     })
+}
+
+/// What the database catalog holds: (table, columns) and index names.
+#[derive(Debug, Default)]
+struct Catalog {
+    tables: Vec<(String, Vec<String>)>,
+    indexes: Vec<String>,
 }
 
 /// An open migration session on one database.
@@ -428,6 +435,109 @@ impl Session {
             return Ok(version);
         }
         Err(StoreError::Internal("no connection".into()))
+    }
+
+    /// Tables, columns and indexes as the database catalog has them.
+    async fn catalog(&mut self) -> Result<Catalog> {
+        let mut cat = Catalog::default();
+        if let Some((conn, _)) = &self.sqlite {
+            let mut st = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_plinth%' ESCAPE '\\'")
+                .map_err(map_sqlite)?;
+            let tables: Vec<String> = st
+                .query_map([], |r| r.get(0))
+                .map_err(map_sqlite)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_sqlite)?;
+            for t in tables {
+                let mut st = conn
+                    .prepare("SELECT name FROM pragma_table_info(?1)")
+                    .map_err(map_sqlite)?;
+                let cols: Vec<String> = st
+                    .query_map([&t], |r| r.get(0))
+                    .map_err(map_sqlite)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(map_sqlite)?;
+                cat.tables.push((t, cols));
+            }
+            let mut st = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'")
+                .map_err(map_sqlite)?;
+            cat.indexes = st
+                .query_map([], |r| r.get(0))
+                .map_err(map_sqlite)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(map_sqlite)?;
+        } else if let Some(conn) = &mut self.pg {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_plinth%' ORDER BY table_name, ordinal_position",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_pg)?;
+            for (t, c) in rows {
+                match cat.tables.iter_mut().find(|(n, _)| *n == t) {
+                    Some((_, cols)) => cols.push(c),
+                    None => cat.tables.push((t, vec![c])),
+                }
+            }
+            // Constraint-backed indexes (primary keys, unique columns) are not Plinth's names.
+            cat.indexes = sqlx::query_scalar(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_pg)?;
+        }
+        Ok(cat)
+    }
+
+    /// Differences between the recorded schema and the live catalog (changes
+    /// made by hand): missing or extra tables, columns and indexes.
+    pub async fn drift(&mut self, applied: &Schema) -> Result<Vec<String>> {
+        let cat = self.catalog().await?;
+        let mut out = Vec::new();
+        let mut expected_indexes: Vec<String> = Vec::new();
+        for c in &applied.collections {
+            expected_indexes.extend(index_names(c));
+            let Some((_, cols)) = cat.tables.iter().find(|(t, _)| *t == c.name) else {
+                out.push(format!("table `{}` is missing", c.name));
+                continue;
+            };
+            let want: Vec<&str> = ["id", "created_at", "updated_at", "version"]
+                .into_iter()
+                .chain(c.fields.iter().map(|f| f.name.as_str()))
+                .collect();
+            for w in &want {
+                if !cols.iter().any(|c| c == w) {
+                    out.push(format!("column `{}.{w}` is missing", c.name));
+                }
+            }
+            for col in cols {
+                if !want.contains(&col.as_str()) {
+                    out.push(format!(
+                        "column `{}.{col}` is not in the recorded schema",
+                        c.name
+                    ));
+                }
+            }
+        }
+        for (t, _) in &cat.tables {
+            if applied.collection(t).is_none() {
+                out.push(format!("table `{t}` is not in the recorded schema"));
+            }
+        }
+        for ix in &expected_indexes {
+            if !cat.indexes.contains(ix) {
+                out.push(format!("index `{ix}` is missing"));
+            }
+        }
+        for ix in &cat.indexes {
+            if !expected_indexes.contains(ix) {
+                out.push(format!("index `{ix}` is not Plinth's"));
+            }
+        }
+        Ok(out)
     }
 
     /// The schema recorded as `version`, if any.

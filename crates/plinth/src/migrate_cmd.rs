@@ -99,6 +99,19 @@ async fn plan_or_apply(data: &DataArgs, mode: Mode) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     };
+    // Changes made by hand to the database are reported before anything else.
+    let drift = session.drift(&applied.schema).await?;
+    if !drift.is_empty() {
+        eprintln!(
+            "error: the database differs from its recorded schema (version {}); someone changed it outside Plinth:",
+            applied.version
+        );
+        for d in &drift {
+            eprintln!("  - {d}");
+        }
+        eprintln!("Undo those changes by hand (or restore a backup) before planning a migration.");
+        return Ok(ExitCode::FAILURE);
+    }
     let wanted = if let Mode::Rollback { .. } = mode {
         let previous = applied.version - 1;
         match session.schema_at(previous).await? {
@@ -229,6 +242,10 @@ async fn status(data: &DataArgs) -> Result<ExitCode> {
         println!("no schema applied yet");
         return Ok(ExitCode::SUCCESS);
     };
+    let drift = session.drift(&applied.schema).await?;
+    for d in &drift {
+        println!("drift: {d}");
+    }
     let pending = plinth_domain::diff_schemas(&applied.schema, &wanted);
     println!(
         "schema version {} (checksum {})",

@@ -253,3 +253,50 @@ async fn serve_migrate_safe_applies_only_safe_plans() {
         f.stderr
     );
 }
+
+#[tokio::test]
+async fn changes_made_by_hand_are_reported_as_drift() {
+    let env = Env::new();
+    env.start().await.stop().await;
+    let sql = "ALTER TABLE posts ADD COLUMN sneaky TEXT; DROP INDEX posts_status_created_at_idx;";
+    let out = match env.database_url() {
+        Some(url) => std::process::Command::new("psql")
+            .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+            .output()
+            .expect("psql"),
+        None => std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
+            ])
+            .arg(env.data_dir().join("plinth.db"))
+            .arg(sql)
+            .output()
+            .expect("python3"),
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = migrate(&env, &["plan"]).await;
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("column `posts.sneaky` is not in the recorded schema"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("index `posts_status_created_at_idx` is missing"),
+        "{}",
+        r.stderr
+    );
+    let status = migrate(&env, &["status"]).await;
+    assert!(
+        status.stdout.contains("drift: column `posts.sneaky`"),
+        "{}",
+        status.stdout
+    );
+}

@@ -71,18 +71,21 @@ impl Contract {
         &self.schema
     }
 
+    fn validators(&self, c: &Collection) -> Result<&Validators, Vec<FieldError>> {
+        self.validators
+            .get(&c.name)
+            .ok_or_else(|| vec![FieldError::new("", "invalid", "unknown collection")])
+    }
+
     /// Validates a create body; returns a value for every field (defaults applied).
     pub fn validate_create(
         &self,
         c: &Collection,
         body: &Json,
     ) -> Result<Vec<(String, Value)>, Vec<FieldError>> {
-        let v = self
-            .validators
-            .get(&c.name)
-            .ok_or_else(|| vec![FieldError::new("", "invalid", "unknown collection")])?;
-        check(c, &v.create, body)?;
-        let obj = body.as_object().cloned().unwrap_or_default();
+        check(c, &self.validators(c)?.create, body)?;
+        let empty = Map::new();
+        let obj = body.as_object().unwrap_or(&empty);
         let mut out = Vec::with_capacity(c.fields.len());
         let mut errors = Vec::new();
         for f in &c.fields {
@@ -111,12 +114,9 @@ impl Contract {
         current: &Record,
         body: &Json,
     ) -> Result<Vec<(String, Value)>, Vec<FieldError>> {
-        let v = self
-            .validators
-            .get(&c.name)
-            .ok_or_else(|| vec![FieldError::new("", "invalid", "unknown collection")])?;
-        check(c, &v.patch, body)?;
-        let obj = body.as_object().cloned().unwrap_or_default();
+        check(c, &self.validators(c)?.patch, body)?;
+        let empty = Map::new();
+        let obj = body.as_object().unwrap_or(&empty);
         let mut changes = Vec::new();
         let mut errors = Vec::new();
         for f in &c.fields {

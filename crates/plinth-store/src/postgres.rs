@@ -16,7 +16,7 @@ use plinth_domain::filter::field_type;
 use plinth_domain::{Collection, FieldType, Record, Schema, Value, diff_schemas};
 
 use crate::ddl::{Dialect, schema_ddl};
-use crate::query::{self, ListQuery, Page, bind_as};
+use crate::query::{self, ListQuery, Page};
 use crate::{Result, SchemaState, StoreError};
 
 const SCHEMA_TABLE: &str = "_plinth_schema";
@@ -480,22 +480,7 @@ impl Postgres {
         if changes.is_empty() {
             return Ok(Ok(current));
         }
-        let d = Dialect::Postgres;
-        let now = plinth_domain::value::now_timestamp();
-        let mut u = Query::update();
-        u.table(col(&c.name))
-            .value(
-                col("updated_at"),
-                bind_as(&Value::Text(now), FieldType::Datetime, d),
-            )
-            .value(col("version"), Expr::col(col("version")).add(1i64));
-        for (name, v) in &changes {
-            let field = c
-                .field(name)
-                .ok_or_else(|| StoreError::Internal(format!("unknown field `{name}`")))?;
-            u.value(col(name), bind_as(v, field.ty, d));
-        }
-        u.and_where(Expr::col(col("id")).eq(id));
+        let u = query::update_record(c, id, &changes, None, Dialect::Postgres)?;
         let (sql, values) = u.build(PostgresQueryBuilder);
         self.check_relations(&mut tx, c, &changes).await?;
         if let Err(e) = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
@@ -523,33 +508,20 @@ impl Postgres {
     ) -> Result<()> {
         let c = self.collection(coll)?;
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for other in &self.schema.collections {
-            for (f, target) in other.relations() {
-                if target != c.name {
-                    continue;
-                }
-                let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "SELECT 1 FROM \"{}\" WHERE \"{}\" = $1 LIMIT 1",
-                    other.name, f.name
-                )))
-                .bind(id)
+        for (collection, field, probe) in query::reference_probes(&self.schema, &c.name, id) {
+            let (sql, values) = probe.build(PostgresQueryBuilder);
+            let found = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;
-                if found.is_some() {
-                    return Err(StoreError::Referenced {
-                        collection: other.name.clone(),
-                        field: f.name.clone(),
-                    });
-                }
+            if found.is_some() {
+                return Err(StoreError::Referenced {
+                    collection: collection.to_owned(),
+                    field: field.to_owned(),
+                });
             }
         }
-        let mut q = Query::delete();
-        q.from_table(col(&c.name))
-            .and_where(Expr::col(col("id")).eq(id));
-        if let Some(v) = expected_version {
-            q.and_where(Expr::col(col("version")).eq(v));
-        }
+        let q = query::delete_record(c, id, expected_version);
         let (sql, values) = q.build(PostgresQueryBuilder);
         let n = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .execute(&mut *tx)

@@ -83,6 +83,74 @@ pub(crate) fn insert_record(
     Ok(q)
 }
 
+/// `UPDATE` of `changes` on record `id`, bumping `version` and `updated_at`;
+/// with `expected_version`, only while the record is at that version.
+pub(crate) fn update_record(
+    c: &plinth_domain::Collection,
+    id: &str,
+    changes: &[(String, Value)],
+    expected_version: Option<i64>,
+    dialect: Dialect,
+) -> crate::Result<sea_query::UpdateStatement> {
+    let now = Value::Text(plinth_domain::value::now_timestamp());
+    let mut q = sea_query::Query::update();
+    q.table(Alias::new(&c.name))
+        .value(
+            Alias::new("updated_at"),
+            bind_as(&now, FieldType::Datetime, dialect),
+        )
+        .value(Alias::new("version"), col("version").add(1i64));
+    for (name, v) in changes {
+        let field = c
+            .field(name)
+            .ok_or_else(|| crate::StoreError::Internal(format!("unknown field `{name}`")))?;
+        q.value(Alias::new(name), bind_as(v, field.ty, dialect));
+    }
+    q.and_where(col("id").eq(id));
+    if let Some(v) = expected_version {
+        q.and_where(col("version").eq(v));
+    }
+    Ok(q)
+}
+
+/// `DELETE` of record `id`; with `expected_version`, only at that version.
+pub(crate) fn delete_record(
+    c: &plinth_domain::Collection,
+    id: &str,
+    expected_version: Option<i64>,
+) -> sea_query::DeleteStatement {
+    let mut q = sea_query::Query::delete();
+    q.from_table(Alias::new(&c.name))
+        .and_where(col("id").eq(id));
+    if let Some(v) = expected_version {
+        q.and_where(col("version").eq(v));
+    }
+    q
+}
+
+/// Before deleting record `id` of `target`: one probe per relation field of
+/// any collection pointing at `target`, asking whether a record still refers
+/// to it, so the conflict can name who (the foreign key would only refuse).
+pub(crate) fn reference_probes<'a>(
+    schema: &'a plinth_domain::Schema,
+    target: &'a str,
+    id: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a str, SelectStatement)> + 'a {
+    schema.collections.iter().flat_map(move |other| {
+        other
+            .relations()
+            .filter(move |(_, t)| *t == target)
+            .map(move |(f, _)| {
+                let mut q = sea_query::Query::select();
+                q.expr(Expr::val(1i64))
+                    .from(Alias::new(&other.name))
+                    .and_where(col(&f.name).eq(id))
+                    .limit(1);
+                (other.name.as_str(), f.name.as_str(), q)
+            })
+    })
+}
+
 /// After a unique violation: one probe per unique field or unique index of
 /// `c` asking whether another record holds `r`'s values. Running them all
 /// names every violated constraint, in schema order, the same on every

@@ -143,16 +143,6 @@ fn params(values: &Values) -> Vec<rusqlite::types::Value> {
         .collect()
 }
 
-fn sql_value(v: &Value) -> sea_query::Value {
-    match v {
-        Value::Null => sea_query::Value::String(None),
-        Value::Bool(b) => sea_query::Value::Bool(Some(*b)),
-        Value::Int(i) => sea_query::Value::BigInt(Some(*i)),
-        Value::Float(f) => sea_query::Value::Double(Some(*f)),
-        Value::Text(s) | Value::Json(s) => sea_query::Value::String(Some(s.clone())),
-    }
-}
-
 fn col(name: &str) -> Alias {
     Alias::new(name)
 }
@@ -403,19 +393,7 @@ impl Sqlite {
         if changes.is_empty() {
             return Ok(Ok(current));
         }
-        let now = plinth_domain::value::now_timestamp();
-        let mut q = Query::update();
-        q.table(col(&c.name))
-            .value(col("updated_at"), now.as_str())
-            .value(col("version"), Expr::col(col("version")).add(1i64));
-        for (name, v) in &changes {
-            if c.field(name).is_none() {
-                return Err(StoreError::Internal(format!("unknown field `{name}`")));
-            }
-            q.value(col(name), Expr::val(sql_value(v)));
-        }
-        q.and_where(Expr::col(col("id")).eq(id))
-            .and_where(Expr::col(col("version")).eq(current.version));
+        let q = query::update_record(c, id, &changes, Some(current.version), Dialect::Sqlite)?;
         let (sql, values) = q.build(SqliteQueryBuilder);
         self.check_relations(tx, c, &changes)?;
         let merged = query::merged(&current, &changes);
@@ -439,40 +417,23 @@ impl Sqlite {
         expected_version: Option<i64>,
     ) -> Result<()> {
         let c = self.collection(coll)?;
-        // Name the first collection still pointing here (the foreign key
-        // would refuse anyway, but without saying who).
-        for other in &self.schema.collections {
-            for (f, target) in other.relations() {
-                if target != c.name {
-                    continue;
-                }
-                let (sql, values) = Query::select()
-                    .expr(Expr::val(1i64))
-                    .from(col(&other.name))
-                    .and_where(Expr::col(col(&f.name)).eq(id))
-                    .limit(1)
-                    .build(SqliteQueryBuilder);
-                let found = tx
-                    .prepare_cached(&sql)
-                    .and_then(|mut st| {
-                        st.query_row(rusqlite::params_from_iter(params(&values)), |_| Ok(()))
-                            .optional()
-                    })
-                    .map_err(map_err)?;
-                if found.is_some() {
-                    return Err(StoreError::Referenced {
-                        collection: other.name.clone(),
-                        field: f.name.clone(),
-                    });
-                }
+        for (collection, field, probe) in query::reference_probes(&self.schema, &c.name, id) {
+            let (sql, values) = probe.build(SqliteQueryBuilder);
+            let found = tx
+                .prepare_cached(&sql)
+                .and_then(|mut st| {
+                    st.query_row(rusqlite::params_from_iter(params(&values)), |_| Ok(()))
+                        .optional()
+                })
+                .map_err(map_err)?;
+            if found.is_some() {
+                return Err(StoreError::Referenced {
+                    collection: collection.to_owned(),
+                    field: field.to_owned(),
+                });
             }
         }
-        let mut q = Query::delete();
-        q.from_table(col(&c.name))
-            .and_where(Expr::col(col("id")).eq(id));
-        if let Some(v) = expected_version {
-            q.and_where(Expr::col(col("version")).eq(v));
-        }
+        let q = query::delete_record(c, id, expected_version);
         let (sql, values) = q.build(SqliteQueryBuilder);
         let n = tx
             .prepare_cached(&sql)

@@ -74,6 +74,26 @@ pub enum SchemaState {
     Differs(Vec<String>),
 }
 
+/// Compares the schema text a database recorded with the file's schema.
+fn compare_recorded(recorded: &str, canonical: &str, schema: &Schema) -> SchemaState {
+    if recorded == canonical {
+        return SchemaState::Matches;
+    }
+    match Schema::from_canonical(recorded) {
+        Ok(old) => {
+            let d = plinth_domain::diff_schemas(&old, schema);
+            if d.is_empty() {
+                SchemaState::Matches
+            } else {
+                SchemaState::Differs(d)
+            }
+        }
+        Err(e) => SchemaState::Differs(vec![format!(
+            "the schema recorded in the database cannot be read ({e})"
+        )]),
+    }
+}
+
 /// A handle to the database, cheap to clone, bound to one applied schema.
 #[derive(Clone)]
 pub struct Store {

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Arguments, AssertSqlSafe, PgPool, Row};
 
 use plinth_domain::filter::field_type;
-use plinth_domain::{Collection, FieldType, Record, Schema, Value, diff_schemas};
+use plinth_domain::{Collection, FieldType, Record, Schema, Value};
 
 use crate::ddl::{Dialect, schema_ddl};
 use crate::query::{self, ListQuery, Page};
@@ -285,20 +285,7 @@ impl Postgres {
         .map_err(map_err)?;
         let canonical = self.schema.canonical();
         let state = match applied {
-            Some(text) if text == canonical => SchemaState::Matches,
-            Some(text) => match Schema::from_canonical(&text) {
-                Ok(old) => {
-                    let d = diff_schemas(&old, &self.schema);
-                    if d.is_empty() {
-                        SchemaState::Matches
-                    } else {
-                        SchemaState::Differs(d)
-                    }
-                }
-                Err(e) => SchemaState::Differs(vec![format!(
-                    "the schema recorded in the database cannot be read ({e})"
-                )]),
-            },
+            Some(text) => crate::compare_recorded(&text, &canonical, &self.schema),
             None => {
                 for stmt in schema_ddl(&self.schema, Dialect::Postgres) {
                     sqlx::query(AssertSqlSafe(stmt.as_str()))

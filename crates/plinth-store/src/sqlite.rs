@@ -14,7 +14,7 @@ use sea_query::{
     Alias, Expr, ExprTrait, Order, Query, SelectStatement, SqliteQueryBuilder, Values,
 };
 
-use plinth_domain::{Collection, FieldType, Record, Schema, Value, diff_schemas};
+use plinth_domain::{Collection, FieldType, Record, Schema, Value};
 
 use crate::ddl::{Dialect, schema_ddl};
 use crate::query::{self, ListQuery, Page};
@@ -565,20 +565,7 @@ fn apply_or_compare(conn: &mut Connection, schema: &Schema) -> Result<SchemaStat
         .map_err(map_err)?;
     let canonical = schema.canonical();
     let state = match applied {
-        Some(text) if text == canonical => SchemaState::Matches,
-        Some(text) => match Schema::from_canonical(&text) {
-            Ok(old) => {
-                let d = diff_schemas(&old, schema);
-                if d.is_empty() {
-                    SchemaState::Matches
-                } else {
-                    SchemaState::Differs(d)
-                }
-            }
-            Err(e) => SchemaState::Differs(vec![format!(
-                "the schema recorded in the database cannot be read ({e})"
-            )]),
-        },
+        Some(text) => crate::compare_recorded(&text, &canonical, schema),
         None => {
             for stmt in schema_ddl(schema, Dialect::Sqlite) {
                 tx.execute_batch(&stmt).map_err(map_err)?;

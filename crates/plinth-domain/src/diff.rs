@@ -3,13 +3,27 @@
 //! Until planned migrations exist, any difference makes `serve` refuse to
 //! start; this module names each one so the operator knows what changed.
 
-use crate::schema::{Bound, Collection, DefaultValue, Field, Schema};
+use crate::schema::{Action, Bound, Collection, DefaultValue, Field, Schema};
 use crate::value::Value;
 
 /// Lists every difference from `applied` (in the database) to `wanted` (the file),
 /// one human-readable line each, in a stable order. Empty when they match.
 pub fn diff_schemas(applied: &Schema, wanted: &Schema) -> Vec<String> {
     let mut out = Vec::new();
+    if applied.roles != wanted.roles {
+        let names = |s: &Schema| {
+            s.roles
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push(format!(
+            "custom roles changed from [{}] to [{}]",
+            names(applied),
+            names(wanted)
+        ));
+    }
     for c in &wanted.collections {
         if applied.collection(&c.name).is_none() {
             out.push(format!("collection `{}` is new in the schema file", c.name));
@@ -74,6 +88,20 @@ fn diff_collection(a: &Collection, w: &Collection, out: &mut Vec<String>) {
     if a.deprecation != w.deprecation {
         out.push(format!("deprecation of collection `{c}` changed"));
     }
+    if a.tenant_scoped != w.tenant_scoped {
+        out.push(format!(
+            "collection `{c}`: tenant_scoped changed from {} to {}",
+            a.tenant_scoped, w.tenant_scoped
+        ));
+    }
+    for act in Action::ALL {
+        if a.permissions.get(act) != w.permissions.get(act) {
+            out.push(format!(
+                "collection `{c}`: permission `{}` changed",
+                act.as_str()
+            ));
+        }
+    }
 }
 
 fn diff_field(c: &str, a: &Field, w: &Field, out: &mut Vec<String>) {
@@ -97,6 +125,7 @@ fn diff_field(c: &str, a: &Field, w: &Field, out: &mut Vec<String>) {
     let default = |d: &DefaultValue| match d {
         DefaultValue::Now => "\"now\"".to_owned(),
         DefaultValue::Today => "\"today\"".to_owned(),
+        DefaultValue::AuthUserId => "\"auth.user_id\"".to_owned(),
         DefaultValue::Literal(Value::Text(t)) => format!("{t:?}"),
         DefaultValue::Literal(Value::Int(i)) => i.to_string(),
         DefaultValue::Literal(Value::Float(f)) => f.to_string(),

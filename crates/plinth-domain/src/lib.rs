@@ -9,11 +9,15 @@ pub mod filter;
 pub mod migrate;
 pub mod parse;
 pub mod ratelimit;
+pub mod rule;
 pub mod schema;
 pub mod sort;
 pub mod value;
 
 pub use diff::diff_schemas;
 pub use parse::{Diagnostic, Report, parse_schema};
-pub use schema::{Bound, Collection, DefaultValue, Deprecation, Field, FieldType, Index, Schema};
+pub use schema::{
+    Action, Bound, Collection, DefaultValue, Deprecation, Field, FieldType, Index, Permission,
+    Permissions, Role, Schema,
+};
 pub use value::{Record, Value};

@@ -12,8 +12,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::schema::{
-    Bound, Collection, DefaultValue, Field, FieldType, Index, MAX_NAME_LEN, RESERVED_COLLECTIONS,
-    SYSTEM_FIELDS, Schema, is_snake_case,
+    Action, BUILTIN_ROLES, Bound, Collection, DefaultValue, Field, FieldType, Index, MAX_NAME_LEN,
+    Permission, Permissions, RESERVED_COLLECTIONS, Role, SYSTEM_FIELDS, Schema, USERS,
+    is_snake_case,
 };
 use crate::value::{Value, is_email, is_http_url, normalize_date, normalize_datetime};
 
@@ -56,7 +57,16 @@ impl fmt::Display for Report<'_> {
     }
 }
 
-const COLLECTION_KEYS: &[&str] = &["description", "fields", "indexes", "deprecated", "sunset"];
+const COLLECTION_KEYS: &[&str] = &[
+    "description",
+    "fields",
+    "indexes",
+    "deprecated",
+    "sunset",
+    "tenant_scoped",
+    "permissions",
+];
+const PERMISSION_WORDS: &[&str] = &["public", "authenticated", "nobody"];
 const COMMON_FIELD_KEYS: &[&str] = &[
     "type",
     "description",
@@ -224,12 +234,17 @@ pub fn parse_schema(src: &str) -> Result<Schema, Vec<Diagnostic>> {
 fn walk_document(ctx: &mut Ctx<'_>, doc: &DeTable<'_>) -> Schema {
     let mut collections = Vec::new();
     let mut saw_collections = false;
+    let mut roles = Vec::new();
     for (key, value) in doc {
+        if key.get_ref() == "roles" {
+            roles = walk_roles(ctx, value);
+            continue;
+        }
         if key.get_ref() != "collections" {
             ctx.err(
                 key.span(),
                 format!("unknown top-level key `{}`", key.get_ref()),
-                Some(unknown_key_hint(key.get_ref(), &["collections"])),
+                Some(unknown_key_hint(key.get_ref(), &["collections", "roles"])),
             );
             continue;
         }
@@ -263,8 +278,246 @@ fn walk_document(ctx: &mut Ctx<'_>, doc: &DeTable<'_>) -> Schema {
     }
     let mut collections: Vec<Collection> = collections.into_iter().map(|(_, c)| c).collect();
     check_required_cycles(ctx, &collections, doc);
+    check_tenancy(ctx, &collections, doc);
     collections.sort_by(|a, b| a.name.cmp(&b.name));
-    Schema { collections }
+    roles.sort_by(|a: &Role, b: &Role| a.name.cmp(&b.name));
+    let schema = Schema { collections, roles };
+    check_permissions(ctx, &schema, doc);
+    schema
+}
+
+/// `[roles.<name>]` with an optional `description`.
+fn walk_roles(ctx: &mut Ctx<'_>, value: &Spanned<DeValue<'_>>) -> Vec<Role> {
+    let Some(table) = value.get_ref().as_table() else {
+        ctx.err(
+            value.span(),
+            "`roles` must be a table of custom roles",
+            Some("write [roles.editor] then description = \"...\"".into()),
+        );
+        return Vec::new();
+    };
+    let mut roles = Vec::new();
+    for (name, body) in table {
+        if !check_name(ctx, "role", name) {
+            continue;
+        }
+        let n = name.get_ref().to_string();
+        if BUILTIN_ROLES.contains(&n.as_str()) {
+            ctx.err(
+                name.span(),
+                format!("role `{n}` is built in"),
+                Some(format!(
+                    "built-in roles ({}) need no declaration",
+                    BUILTIN_ROLES.join(", ")
+                )),
+            );
+            continue;
+        }
+        let mut description = None;
+        match body.get_ref().as_table() {
+            Some(t) => {
+                for (k, v) in t {
+                    if k.get_ref() == "description" {
+                        description = string_value(ctx, v, "description");
+                    } else {
+                        ctx.err(
+                            k.span(),
+                            format!("unknown key `{}` in role `{n}`", k.get_ref()),
+                            Some(unknown_key_hint(k.get_ref(), &["description"])),
+                        );
+                    }
+                }
+            }
+            None => ctx.err(
+                body.span(),
+                format!("role `{n}` must be a table"),
+                Some(format!("write [roles.{n}] (optionally with description = \"...\")")),
+            ),
+        }
+        roles.push(Role {
+            name: n,
+            description,
+        });
+    }
+    roles
+}
+
+/// Reads `permissions`: one value for every action, or a table per action.
+/// Role names and rules are checked later, once every collection is known.
+fn walk_permissions(ctx: &mut Ctx<'_>, coll: &str, v: &Spanned<DeValue<'_>>) -> Permissions {
+    let mut p = Permissions::default();
+    if v.get_ref().as_table().is_none() {
+        if let Some(one) = permission_value(ctx, coll, "permissions", v) {
+            for a in Action::ALL {
+                *p.get_mut(a) = one.clone();
+            }
+        }
+        return p;
+    }
+    let Some(table) = v.get_ref().as_table() else {
+        return p;
+    };
+    let actions: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+    for (k, val) in table {
+        match Action::ALL.iter().find(|a| a.as_str() == k.get_ref()) {
+            Some(a) => {
+                if let Some(one) = permission_value(ctx, coll, a.as_str(), val) {
+                    *p.get_mut(*a) = one;
+                }
+            }
+            None => ctx.err(
+                k.span(),
+                format!("unknown action `{}` in the permissions of `{coll}`", k.get_ref()),
+                Some(unknown_key_hint(k.get_ref(), &actions)),
+            ),
+        }
+    }
+    p
+}
+
+fn permission_value(
+    ctx: &mut Ctx<'_>,
+    coll: &str,
+    key: &str,
+    v: &Spanned<DeValue<'_>>,
+) -> Option<Permission> {
+    let hint = "use \"public\", \"authenticated\", \"nobody\", a list of roles such as [\"owner\", \"admin\"], or a rule such as \"record.author = auth.user_id\"";
+    if let Some(items) = v.get_ref().as_array() {
+        let mut roles = Vec::new();
+        for item in items {
+            match item.get_ref().as_str() {
+                Some(r) => roles.push(r.to_owned()),
+                None => ctx.err(item.span(), "roles must be strings", Some(hint.into())),
+            }
+        }
+        if roles.is_empty() {
+            ctx.err(
+                v.span(),
+                format!("`{key}` of `{coll}` lists no roles"),
+                Some("write \"nobody\" to allow nobody".into()),
+            );
+            return None;
+        }
+        return Some(Permission::Roles(roles));
+    }
+    match v.get_ref().as_str() {
+        Some("public") => Some(Permission::Public),
+        Some("authenticated") => Some(Permission::Authenticated),
+        Some("nobody") => Some(Permission::Nobody),
+        Some(s) if s.trim().is_empty() => {
+            ctx.err(v.span(), format!("`{key}` of `{coll}` is empty"), Some(hint.into()));
+            None
+        }
+        Some(s) => {
+            if let Some(m) = did_you_mean(s, PERMISSION_WORDS.iter().copied())
+                && !s.contains(['.', '=', '<', '>', '~', ' '])
+            {
+                ctx.err(
+                    v.span(),
+                    format!("`{key}` of `{coll}` is \"{s}\", which is neither a keyword nor a rule"),
+                    Some(format!("did you mean \"{m}\"?")),
+                );
+                return None;
+            }
+            Some(Permission::Rule(s.to_owned()))
+        }
+        None => {
+            ctx.err(
+                v.span(),
+                format!("`{key}` of `{coll}` must be a string or a list of roles"),
+                Some(hint.into()),
+            );
+            None
+        }
+    }
+}
+
+/// Role names exist; rules parse and type-check against their collection.
+fn check_permissions(ctx: &mut Ctx<'_>, schema: &Schema, doc: &DeTable<'_>) {
+    let roles = schema.role_names();
+    for c in &schema.collections {
+        for a in Action::ALL {
+            let span = permission_span(doc, &c.name, a.as_str()).unwrap_or(0..0);
+            match c.permissions.get(a) {
+                Permission::Roles(rs) => {
+                    for r in rs {
+                        if !roles.contains(&r.as_str()) {
+                            let hint = match did_you_mean(r, roles.iter().copied()) {
+                                Some(m) => format!("did you mean \"{m}\"? roles: {}", roles.join(", ")),
+                                None => format!(
+                                    "roles: {}; declare custom ones as [roles.{r}]",
+                                    roles.join(", ")
+                                ),
+                            };
+                            ctx.err(
+                                span.clone(),
+                                format!("`{}` of `{}` names an unknown role \"{r}\"", a.as_str(), c.name),
+                                Some(hint),
+                            );
+                        }
+                    }
+                }
+                Permission::Rule(src) => {
+                    if let Err(e) = crate::rule::check_rule(src, c, &roles) {
+                        ctx.err(
+                            span,
+                            format!(
+                                "rule for `{}` of `{}` {e}",
+                                a.as_str(),
+                                c.name
+                            ),
+                            Some("rules use the filter language over record.<field>, auth.user_id, auth.tenant_id, auth.kind, auth.email and role (docs/querying.md)".into()),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A collection that is not tenant-scoped holds records every tenant sees,
+/// so it cannot point at records that belong to one tenant.
+fn check_tenancy(ctx: &mut Ctx<'_>, collections: &[Collection], doc: &DeTable<'_>) {
+    for c in collections {
+        if c.tenant_scoped {
+            continue;
+        }
+        for (f, target) in c.relations() {
+            if collections
+                .iter()
+                .any(|t| t.name == target && t.tenant_scoped)
+            {
+                let span = relation_span(doc, &c.name, &f.name).unwrap_or(0..0);
+                ctx.err(
+                    span,
+                    format!(
+                        "field `{}.{}` relates to the tenant-scoped collection `{target}`, but `{}` is not tenant-scoped",
+                        c.name, f.name, c.name
+                    ),
+                    Some(format!(
+                        "make `{}` tenant_scoped = true, or `{target}` not tenant-scoped",
+                        c.name
+                    )),
+                );
+            }
+        }
+    }
+}
+
+fn permission_span(doc: &DeTable<'_>, coll: &str, action: &str) -> Option<Range<usize>> {
+    let p = doc
+        .get("collections")?
+        .get_ref()
+        .as_table()?
+        .get(coll)?
+        .get_ref()
+        .as_table()?
+        .get("permissions")?;
+    match p.get_ref().as_table() {
+        Some(t) => t.get(action).map(Spanned::span).or(Some(p.span())),
+        None => Some(p.span()),
+    }
 }
 
 fn check_name(ctx: &mut Ctx<'_>, what: &str, name: &Spanned<std::borrow::Cow<'_, str>>) -> bool {
@@ -350,9 +603,15 @@ fn walk_collection(
     let mut fields = Vec::new();
     let mut indexes_src = None;
     let mut saw_fields = false;
+    let mut tenant_scoped = false;
+    let mut permissions = Permissions::default();
     for (key, value) in table {
         match key.get_ref().as_ref() {
             "description" => description = string_value(ctx, value, "description"),
+            "tenant_scoped" => {
+                tenant_scoped = bool_value(ctx, value, "tenant_scoped").unwrap_or(false);
+            }
+            "permissions" => permissions = walk_permissions(ctx, &n, value),
             "deprecated" | "sunset" => {}
             "fields" => {
                 saw_fields = true;
@@ -410,6 +669,8 @@ fn walk_collection(
         fields: fields.into_iter().map(|(_, f)| f).collect(),
         indexes,
         deprecation,
+        tenant_scoped,
+        permissions,
     })
 }
 
@@ -885,10 +1146,20 @@ fn check_default(
             );
         }
         FieldType::Relation => {
+            if raw.as_str() == Some("auth.user_id") {
+                if field.collection.as_deref() == Some(USERS) {
+                    return Some(DefaultValue::AuthUserId);
+                }
+                return bad(
+                    ctx,
+                    format!("`{n}` gets \"auth.user_id\" but does not relate to `users`"),
+                    Some("owner fields are { type = \"relation\", collection = \"users\", default = \"auth.user_id\" }".into()),
+                );
+            }
             return bad(
                 ctx,
                 format!("relation field `{n}` cannot have a default"),
-                None,
+                Some("the only default of a relation is \"auth.user_id\" on a relation to `users` (an owner field)".into()),
             );
         }
     };
@@ -1011,7 +1282,7 @@ fn check_relations(ctx: &mut Ctx<'_>, c: &Collection, names: &BTreeSet<String>, 
             );
             continue;
         }
-        if names.contains(target) {
+        if names.contains(target) || target == USERS {
             continue;
         }
         let span = relation_span(doc, &c.name, &field.name).unwrap_or(0..0);

@@ -29,6 +29,118 @@ pub const MAX_NAME_LEN: usize = 48;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schema {
     pub collections: Vec<Collection>,
+    /// Custom roles (`[roles.<name>]`), besides [`BUILTIN_ROLES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
+}
+
+/// The roles every tenant has, strongest first. `owner` is given to a
+/// tenant's creator; only owners can grant or take away `owner`.
+pub const BUILTIN_ROLES: [&str; 4] = ["owner", "admin", "member", "viewer"];
+
+/// The built-in collection of accounts: relation fields may point at it
+/// (`collection = "users"`), records of it are managed by `/v1/auth`.
+pub const USERS: &str = "users";
+
+/// A custom role declared in `plinth.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What a client can do to a collection; each has its own [`Permission`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    List,
+    Read,
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: [Action; 5] = [
+        Action::List,
+        Action::Read,
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::List => "list",
+            Action::Read => "read",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// Who may perform one action on a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Nobody (the default for an action a collection does not list).
+    #[default]
+    Nobody,
+    /// Anyone, signed in or not.
+    Public,
+    /// Any signed-in user or API key.
+    Authenticated,
+    /// Principals holding one of these roles in the request's tenant.
+    Roles(Vec<String>),
+    /// A rule in the filter language over `auth.*`, `role` and `record.*`
+    /// (checked by `rule::check_rule` when the schema is parsed).
+    Rule(String),
+}
+
+/// Per-action permissions of a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Permissions {
+    #[serde(default, skip_serializing_if = "is_nobody")]
+    pub list: Permission,
+    #[serde(default, skip_serializing_if = "is_nobody")]
+    pub read: Permission,
+    #[serde(default, skip_serializing_if = "is_nobody")]
+    pub create: Permission,
+    #[serde(default, skip_serializing_if = "is_nobody")]
+    pub update: Permission,
+    #[serde(default, skip_serializing_if = "is_nobody")]
+    pub delete: Permission,
+}
+
+fn is_nobody(p: &Permission) -> bool {
+    *p == Permission::Nobody
+}
+
+impl Permissions {
+    pub fn get(&self, a: Action) -> &Permission {
+        match a {
+            Action::List => &self.list,
+            Action::Read => &self.read,
+            Action::Create => &self.create,
+            Action::Update => &self.update,
+            Action::Delete => &self.delete,
+        }
+    }
+
+    pub fn get_mut(&mut self, a: Action) -> &mut Permission {
+        match a {
+            Action::List => &mut self.list,
+            Action::Read => &mut self.read,
+            Action::Create => &mut self.create,
+            Action::Update => &mut self.update,
+            Action::Delete => &mut self.delete,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        Action::ALL.iter().all(|a| is_nobody(self.get(*a)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +154,11 @@ pub struct Collection {
     pub indexes: Vec<Index>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecation: Option<Deprecation>,
+    /// Every record belongs to one tenant; requests see only their tenant's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tenant_scoped: bool,
+    #[serde(default, skip_serializing_if = "Permissions::is_empty")]
+    pub permissions: Permissions,
 }
 
 /// `deprecated = "YYYY-MM-DD"` (since when) and optional `sunset = "YYYY-MM-DD"`
@@ -144,6 +261,10 @@ pub enum DefaultValue {
     Now,
     /// `default = "today"` on a date field.
     Today,
+    /// `default = "auth.user_id"` on a relation to `users`: the signed-in
+    /// user who creates the record. Such an owner field is set by the server
+    /// only; clients can neither set nor change it.
+    AuthUserId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +316,11 @@ impl Field {
     /// A field whose stored value may be null.
     pub fn nullable(&self) -> bool {
         !self.required
+    }
+
+    /// An owner field: set by the server from the signed-in user, never by clients.
+    pub fn server_set(&self) -> bool {
+        matches!(self.default, Some(DefaultValue::AuthUserId))
     }
 }
 
@@ -249,6 +375,17 @@ impl Schema {
     /// Reads back a schema stored by [`Schema::canonical`].
     pub fn from_canonical(text: &str) -> Result<Schema, String> {
         toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+}
+
+impl Schema {
+    /// Every role name: the built-in ones, then the custom ones.
+    pub fn role_names(&self) -> Vec<&str> {
+        BUILTIN_ROLES
+            .iter()
+            .copied()
+            .chain(self.roles.iter().map(|r| r.name.as_str()))
+            .collect()
     }
 }
 

@@ -16,6 +16,19 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The column that holds a tenant-scoped record's tenant.
+pub(crate) const TENANT_COLUMN: &str = "tenant_id";
+
+/// The table behind a collection name: collections are tables of their own
+/// name, except the built-in `users`, which is Plinth's account table.
+pub(crate) fn table_of(collection: &str) -> &str {
+    if collection == plinth_domain::schema::USERS {
+        crate::identity::USERS_TABLE
+    } else {
+        collection
+    }
+}
+
 /// The name of a relation column's supporting index.
 fn fk_index_name(c: &str, f: &str) -> String {
     plinth_domain::Index {
@@ -90,14 +103,45 @@ fn create_table(c: &Collection, dialect: Dialect) -> String {
                 .big_integer()
                 .not_null(),
         );
+    if c.tenant_scoped {
+        let mut tenant = ColumnDef::new(Alias::new(TENANT_COLUMN));
+        tenant.text().not_null();
+        if dialect == Dialect::Postgres {
+            tenant.extra(BYTEWISE);
+        }
+        t.col(tenant);
+        t.foreign_key(
+            ForeignKey::create()
+                .from(Alias::new(&c.name), Alias::new(TENANT_COLUMN))
+                .to(Alias::new(crate::identity::TENANTS_TABLE), Alias::new("id"))
+                .on_delete(ForeignKeyAction::Restrict),
+        );
+    }
     for f in &c.fields {
-        t.col(column(f, dialect));
+        if c.tenant_scoped && f.unique {
+            // Unique within the tenant: a value another tenant uses is no
+            // conflict (and a 409 must not reveal that it exists there).
+            let plain = plinth_domain::Field {
+                unique: false,
+                ..f.clone()
+            };
+            t.col(column(&plain, dialect));
+            t.index(
+                Index::create()
+                    .unique()
+                    .name(format!("{}_{}_key", c.name, f.name))
+                    .col(Alias::new(TENANT_COLUMN))
+                    .col(Alias::new(&f.name)),
+            );
+        } else {
+            t.col(column(f, dialect));
+        }
     }
     for (f, target) in c.relations() {
         t.foreign_key(
             ForeignKey::create()
                 .from(Alias::new(&c.name), Alias::new(&f.name))
-                .to(Alias::new(target), Alias::new("id"))
+                .to(Alias::new(table_of(target)), Alias::new("id"))
                 .on_delete(ForeignKeyAction::Restrict),
         );
     }
@@ -126,9 +170,13 @@ fn nulls_first(create_index: &str) -> String {
 
 /// The statements of one declared index (non-unique ones carry `id` last so
 /// they serve the whole list order).
-pub(crate) fn index_sql(collection: &str, ix: &plinth_domain::Index, dialect: Dialect) -> String {
+pub(crate) fn index_sql(c: &Collection, ix: &plinth_domain::Index, dialect: Dialect) -> String {
+    let collection = c.name.as_str();
     let mut stmt = Index::create();
     stmt.name(ix.name(collection)).table(Alias::new(collection));
+    if c.tenant_scoped {
+        stmt.col(Alias::new(TENANT_COLUMN));
+    }
     for f in &ix.fields {
         stmt.col(Alias::new(f));
     }
@@ -156,33 +204,33 @@ pub(crate) fn relation_index_sql(c: &Collection, field: &str, dialect: Dialect) 
         .iter()
         .any(|ix| ix.fields.first().map(String::as_str) == Some(field));
     (!covered).then(|| {
-        render_index(
-            &Index::create()
-                .name(fk_index_name(&c.name, field))
-                .table(Alias::new(&c.name))
-                .col(Alias::new(field))
-                .to_owned(),
-            dialect,
-        )
+        let mut stmt = Index::create();
+        stmt.name(fk_index_name(&c.name, field))
+            .table(Alias::new(&c.name));
+        if c.tenant_scoped {
+            stmt.col(Alias::new(TENANT_COLUMN));
+        }
+        stmt.col(Alias::new(field));
+        render_index(&stmt, dialect)
     })
 }
 
 /// Every index of a collection: the list order, relations, declared ones.
 pub(crate) fn collection_indexes(c: &Collection, dialect: Dialect) -> Vec<String> {
-    let mut out = vec![render_index(
-        &Index::create()
-            .name(format!("{}_created_at_id_idx", c.name))
-            .table(Alias::new(&c.name))
-            .col(Alias::new("created_at"))
-            .col(Alias::new("id"))
-            .to_owned(),
-        dialect,
-    )];
+    let mut order = Index::create();
+    order
+        .name(format!("{}_created_at_id_idx", c.name))
+        .table(Alias::new(&c.name));
+    if c.tenant_scoped {
+        order.col(Alias::new(TENANT_COLUMN));
+    }
+    order.col(Alias::new("created_at")).col(Alias::new("id"));
+    let mut out = vec![render_index(&order, dialect)];
     for (f, _) in c.relations() {
         out.extend(relation_index_sql(c, &f.name, dialect));
     }
     for ix in &c.indexes {
-        out.push(index_sql(&c.name, ix, dialect));
+        out.push(index_sql(c, ix, dialect));
     }
     out
 }
@@ -220,7 +268,9 @@ pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
     while !pending.is_empty() {
         let before = pending.len();
         pending.retain(|c| {
-            let ready = c.relations().all(|(_, t)| t == c.name || done.contains(&t));
+            let ready = c
+                .relations()
+                .all(|(_, t)| t == c.name || t == plinth_domain::schema::USERS || done.contains(&t));
             if ready {
                 out.push(create_table(c, dialect));
                 done.push(&c.name);

@@ -12,7 +12,9 @@
 //! group commit, one read-only connection per thread, WAL). PostgreSQL
 //! will be a second variant behind the same API.
 
+mod accounts;
 mod ddl;
+mod identity;
 pub mod migrate;
 mod postgres;
 mod query;
@@ -26,7 +28,70 @@ use plinth_domain::{Record, Schema, Value};
 
 pub use ddl::{Dialect, schema_ddl};
 pub use postgres::{PostgresConfig, redact_url};
+pub use identity::{
+    ApiKey, ApiKeyAuth, Credentials, Member, MemberChange, NewApiKey, NewSession, Refresh,
+    SecurityEvent, Session, SessionPrincipal, StoredSigningKey, Tenant, User,
+};
 pub use query::{ListQuery, Page};
+
+/// What the store must know about who is asking, for every record operation.
+///
+/// Invariant (docs/ARCHITECTURE.md): every statement on a tenant-scoped
+/// collection carries the request's tenant. The store adds the condition
+/// itself, from this value, to every statement it builds; an `Access`
+/// without a tenant makes any operation on a tenant-scoped collection fail
+/// with [`StoreError::TenantRequired`] instead of running unscoped. The
+/// permission rule's filter (if any) is added the same way, so list pages,
+/// totals, gets, updates and deletes all see only permitted records.
+#[derive(Debug, Clone)]
+pub struct Access {
+    tenant: Option<String>,
+    filter: Option<plinth_domain::filter::Filter>,
+    operator: bool,
+}
+
+impl Access {
+    /// A request's access: its tenant (if one was selected and checked) and
+    /// the filter its permission rule resolved to (if the rule depends on records).
+    pub fn request(tenant: Option<String>, filter: Option<plinth_domain::filter::Filter>) -> Access {
+        Access {
+            tenant,
+            filter,
+            operator: false,
+        }
+    }
+
+    /// An operator's access from the command line (`plinth explain`): no
+    /// tenant condition, no rule. Never built from an HTTP request.
+    pub fn operator() -> Access {
+        Access {
+            tenant: None,
+            filter: None,
+            operator: true,
+        }
+    }
+
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The same access without the rule filter (what a writer may see of
+    /// the record it just changed).
+    pub(crate) fn without_filter(&self) -> Access {
+        Access {
+            filter: None,
+            ..self.clone()
+        }
+    }
+
+    /// A new record must satisfy the rule filter (create rules over `record.*`).
+    pub(crate) fn check_new(&self, r: &Record) -> Result<()> {
+        match &self.filter {
+            Some(f) if !f.matches(r) => Err(StoreError::Forbidden),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// Errors a store operation can end in. Everything a client can cause has its
 /// own variant; `Internal` is a bug or a broken database.
@@ -44,6 +109,10 @@ pub enum StoreError {
     VersionMismatch,
     #[error("unknown collection `{0}`")]
     UnknownCollection(String),
+    #[error("the permission rule does not allow this record")]
+    Forbidden,
+    #[error("collection `{0}` is tenant-scoped and the request names no tenant")]
+    TenantRequired(String),
     #[error("{0}")]
     Locked(String),
     #[error("database unavailable: {0}")]
@@ -225,22 +294,27 @@ impl Store {
     /// Inserts a new record. `fields` holds a value for every user field of
     /// the collection (defaults already applied). Relations are checked in the
     /// same transaction.
-    pub async fn insert(&self, collection: &str, fields: Vec<(String, Value)>) -> Result<Record> {
+    pub async fn insert(
+        &self,
+        collection: &str,
+        access: &Access,
+        fields: Vec<(String, Value)>,
+    ) -> Result<Record> {
         match &self.inner {
             Backend::Sqlite(db) => {
-                let (w, c) = (db.clone(), collection.to_owned());
-                db.writer.write(move |tx| w.insert(tx, &c, fields)).await
+                let (w, c, a) = (db.clone(), collection.to_owned(), access.clone());
+                db.writer.write(move |tx| w.insert(tx, &c, &a, fields)).await
             }
-            Backend::Postgres(db) => db.insert(collection, fields).await,
+            Backend::Postgres(db) => db.insert(collection, access, fields).await,
         }
     }
 
     /// Reads run on the calling thread for SQLite (see `Sqlite::read`);
     /// SQLite writes are queued to the writer thread (see `writer`).
-    pub async fn get(&self, collection: &str, id: &str) -> Result<Record> {
+    pub async fn get(&self, collection: &str, access: &Access, id: &str) -> Result<Record> {
         match &self.inner {
-            Backend::Sqlite(db) => db.get(collection, id),
-            Backend::Postgres(db) => db.get(collection, id).await,
+            Backend::Sqlite(db) => db.get(collection, access, id),
+            Backend::Postgres(db) => db.get(collection, access, id).await,
         }
     }
 
@@ -250,6 +324,7 @@ impl Store {
     pub async fn modify<E, F>(
         &self,
         collection: &str,
+        access: &Access,
         id: &str,
         f: F,
     ) -> Result<std::result::Result<Record, E>>
@@ -259,10 +334,15 @@ impl Store {
     {
         match &self.inner {
             Backend::Sqlite(db) => {
-                let (w, c, id) = (db.clone(), collection.to_owned(), id.to_owned());
-                db.writer.write(move |tx| w.modify(tx, &c, &id, f)).await
+                let (w, c, a, id) = (
+                    db.clone(),
+                    collection.to_owned(),
+                    access.clone(),
+                    id.to_owned(),
+                );
+                db.writer.write(move |tx| w.modify(tx, &c, &a, &id, f)).await
             }
-            Backend::Postgres(db) => db.modify(collection, id, f).await,
+            Backend::Postgres(db) => db.modify(collection, access, id, f).await,
         }
     }
 
@@ -270,33 +350,44 @@ impl Store {
     pub async fn delete(
         &self,
         collection: &str,
+        access: &Access,
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<()> {
         match &self.inner {
             Backend::Sqlite(db) => {
-                let (w, c, id) = (db.clone(), collection.to_owned(), id.to_owned());
+                let (w, c, a, id) = (
+                    db.clone(),
+                    collection.to_owned(),
+                    access.clone(),
+                    id.to_owned(),
+                );
                 db.writer
-                    .write(move |tx| w.delete(tx, &c, &id, expected_version))
+                    .write(move |tx| w.delete(tx, &c, &a, &id, expected_version))
                     .await
             }
-            Backend::Postgres(db) => db.delete(collection, id, expected_version).await,
+            Backend::Postgres(db) => db.delete(collection, access, id, expected_version).await,
         }
     }
 
     /// One page of records matching the query, in its order.
-    pub async fn list(&self, collection: &str, query: ListQuery) -> Result<Page> {
+    pub async fn list(&self, collection: &str, access: &Access, query: ListQuery) -> Result<Page> {
         match &self.inner {
-            Backend::Sqlite(db) => db.list(collection, &query),
-            Backend::Postgres(db) => db.list(collection, &query).await,
+            Backend::Sqlite(db) => db.list(collection, access, &query),
+            Backend::Postgres(db) => db.list(collection, access, &query).await,
         }
     }
 
-    /// Records with the given ids (for expanding relations).
-    pub async fn get_many(&self, collection: &str, ids: Vec<String>) -> Result<Vec<Record>> {
+    /// Records with the given ids (for expanding relations), as `access` may see them.
+    pub async fn get_many(
+        &self,
+        collection: &str,
+        access: &Access,
+        ids: Vec<String>,
+    ) -> Result<Vec<Record>> {
         match &self.inner {
-            Backend::Sqlite(db) => db.get_many(collection, &ids),
-            Backend::Postgres(db) => db.get_many(collection, &ids).await,
+            Backend::Sqlite(db) => db.get_many(collection, access, &ids),
+            Backend::Postgres(db) => db.get_many(collection, access, &ids).await,
         }
     }
 
@@ -304,11 +395,12 @@ impl Store {
     pub async fn explain(
         &self,
         collection: &str,
+        access: &Access,
         query: ListQuery,
     ) -> Result<(String, Vec<String>)> {
         match &self.inner {
-            Backend::Sqlite(db) => db.explain(collection, &query),
-            Backend::Postgres(db) => db.explain(collection, &query).await,
+            Backend::Sqlite(db) => db.explain(collection, access, &query),
+            Backend::Postgres(db) => db.explain(collection, access, &query).await,
         }
     }
 }
@@ -320,14 +412,18 @@ mod send_tests {
     fn is_send<T: Send>(_: T) {}
 
     #[allow(dead_code)]
-    fn store_futures_are_send(s: &Store, q: ListQuery) {
-        is_send(s.get("a", "b"));
-        is_send(s.list("a", q));
-        is_send(s.insert("a", Vec::new()));
-        is_send(s.delete("a", "b", None));
+    fn store_futures_are_send(s: &Store, q: ListQuery, a: &Access) {
+        is_send(s.get("a", a, "b"));
+        is_send(s.list("a", a, q));
+        is_send(s.insert("a", a, Vec::new()));
+        is_send(s.delete("a", a, "b", None));
         is_send(s.ping());
         is_send(s.secret("x"));
-        is_send(s.get_many("a", Vec::new()));
-        is_send(s.modify::<(), _>("a", "b", |_| Ok(Vec::new())));
+        is_send(s.get_many("a", a, Vec::new()));
+        is_send(s.modify::<(), _>("a", a, "b", |_| Ok(Vec::new())));
+        is_send(s.rotate_refresh("h", "n", 0, 0, None));
+        is_send(s.session_principal("s", "u", None, 0));
+        is_send(s.change_member("t", "u", None));
+        is_send(s.credentials("e"));
     }
 }

@@ -74,6 +74,8 @@ fn literal(field: &Field) -> Option<sea_query::Value> {
         DefaultValue::Literal(v) => v.clone(),
         DefaultValue::Now => Value::Text(plinth_domain::value::now_timestamp()),
         DefaultValue::Today => Value::Text(plinth_domain::value::today()),
+        // Existing records have no creator to take it from.
+        DefaultValue::AuthUserId => return None,
     };
     Some(crate::query::typed(&v, field.ty))
 }
@@ -120,7 +122,8 @@ pub fn step_sql(step: &Step, wanted: &Schema, dialect: Dialect) -> Vec<String> {
             if let (FieldType::Relation, Some(target)) = (field.ty, &field.collection) {
                 // Names are the schema's checked identifiers.
                 col.extra(format!(
-                    "REFERENCES \"{target}\" (\"id\") ON DELETE RESTRICT"
+                    "REFERENCES \"{}\" (\"id\") ON DELETE RESTRICT",
+                    crate::ddl::table_of(target)
                 ));
             }
             let mut out = vec![render(
@@ -133,7 +136,10 @@ pub fn step_sql(step: &Step, wanted: &Schema, dialect: Dialect) -> Vec<String> {
             }
             out
         }
-        Step::AddIndex { collection, index } => vec![index_sql(collection, index, dialect)],
+        Step::AddIndex { collection, index } => wanted
+            .collection(collection)
+            .map(|c| vec![index_sql(c, index, dialect)])
+            .unwrap_or_default(),
         Step::ContractOnly { .. } => Vec::new(),
     }
 }
@@ -227,6 +233,9 @@ impl Session {
                 conn.pragma_update(None, "foreign_keys", "ON")
                     .map_err(map_sqlite)?;
                 conn.execute_batch(HISTORY_DDL_SQLITE).map_err(map_sqlite)?;
+                for stmt in crate::identity::identity_ddl(Dialect::Sqlite) {
+                    conn.execute_batch(&stmt).map_err(map_sqlite)?;
+                }
                 Ok(Session {
                     target,
                     sqlite: Some((conn, lock)),
@@ -254,6 +263,12 @@ impl Session {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_pg)?;
+                for stmt in crate::identity::identity_ddl(Dialect::Postgres) {
+                    sqlx::query(sqlx::AssertSqlSafe(stmt.as_str()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_pg)?;
+                }
                 tx.commit().await.map_err(map_pg)?;
                 Ok(Session {
                     target,

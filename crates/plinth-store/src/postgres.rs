@@ -17,7 +17,7 @@ use plinth_domain::{Collection, FieldType, Record, Schema, Value};
 
 use crate::ddl::{Dialect, schema_ddl};
 use crate::query::{self, ListQuery, Page};
-use crate::{Result, SchemaState, StoreError};
+use crate::{Access, Result, SchemaState, StoreError};
 
 const SCHEMA_TABLE: &str = "_plinth_schema";
 const META_TABLE: &str = "_plinth_meta";
@@ -246,6 +246,10 @@ impl Postgres {
         &self.schema
     }
 
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     fn collection(&self, name: &str) -> Result<&Collection> {
         self.schema
             .collection(name)
@@ -271,7 +275,10 @@ impl Postgres {
             format!(
                 "CREATE TABLE IF NOT EXISTS {LIMIT_TABLE} (key TEXT PRIMARY KEY, tat DOUBLE PRECISION NOT NULL)"
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain(crate::identity::identity_ddl(Dialect::Postgres))
+        {
             sqlx::query(AssertSqlSafe(stmt.as_str()))
                 .execute(&mut *tx)
                 .await
@@ -375,18 +382,25 @@ impl Postgres {
         tx: &mut sqlx::PgConnection,
         c: &Collection,
         fields: &[(String, Value)],
+        tenant: Option<&str>,
     ) -> Result<()> {
         for (f, target) in c.relations() {
             let Some((_, Value::Text(id))) = fields.iter().find(|(n, _)| *n == f.name) else {
                 continue;
             };
-            let found: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT 1 FROM \"{target}\" WHERE id = $1 FOR KEY SHARE"
-            )))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            let mut q = Query::select();
+            q.expr(Expr::val(1i32))
+                .from(col(crate::ddl::table_of(target)))
+                .and_where(Expr::col(col("id")).eq(id.as_str()))
+                .lock(sea_query::LockType::KeyShare);
+            if let Some(cond) = query::target_scope(&self.schema, target, tenant) {
+                q.cond_where(cond);
+            }
+            let (sql, values) = q.build(PostgresQueryBuilder);
+            let found = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
             if found.is_none() {
                 return Err(StoreError::RelationNotFound {
                     field: f.name.clone(),
@@ -397,12 +411,18 @@ impl Postgres {
     }
 
     /// Names every violated unique constraint (PostgreSQL reports one).
-    async fn unique(&self, c: &Collection, r: &Record, e: StoreError) -> StoreError {
+    async fn unique(
+        &self,
+        c: &Collection,
+        r: &Record,
+        tenant: Option<&str>,
+        e: StoreError,
+    ) -> StoreError {
         let StoreError::Unique { fields } = e else {
             return e;
         };
         let mut all = Vec::new();
-        for (group, probe) in query::unique_probes(c, r, Dialect::Postgres) {
+        for (group, probe) in query::unique_probes(c, r, tenant, Dialect::Postgres) {
             let (sql, values) = probe.build(PostgresQueryBuilder);
             let Ok(args) = args(&values) else { continue };
             let hit = sqlx::query_with(AssertSqlSafe(sql.as_str()), args)
@@ -418,28 +438,38 @@ impl Postgres {
         StoreError::Unique { fields: all }
     }
 
-    pub(crate) async fn insert(&self, coll: &str, input: Vec<(String, Value)>) -> Result<Record> {
+    pub(crate) async fn insert(
+        &self,
+        coll: &str,
+        access: &Access,
+        input: Vec<(String, Value)>,
+    ) -> Result<Record> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Postgres)?;
+        let tenant = scope.tenant.as_deref();
         let record = Record::new_in(c, &input);
-        let q = query::insert_record(c, &record, Dialect::Postgres)?;
+        access.check_new(&record)?;
+        let q = query::insert_record(c, &record, tenant, Dialect::Postgres)?;
         let (sql, values) = q.build(PostgresQueryBuilder);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        self.check_relations(&mut tx, c, &record.fields).await?;
+        self.check_relations(&mut tx, c, &record.fields, tenant)
+            .await?;
         if let Err(e) = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .execute(&mut *tx)
             .await
         {
             drop(tx);
-            return Err(self.unique(c, &record, map_err(e)).await);
+            return Err(self.unique(c, &record, tenant, map_err(e)).await);
         }
         tx.commit().await.map_err(map_err)?;
         Ok(record)
     }
 
-    pub(crate) async fn get(&self, coll: &str, id: &str) -> Result<Record> {
+    pub(crate) async fn get(&self, coll: &str, access: &Access, id: &str) -> Result<Record> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Postgres)?;
         let mut q = select_record(c);
-        q.and_where(Expr::col(col("id")).eq(id));
+        q.and_where(Expr::col(col("id")).eq(id)).cond_where(scope.cond);
         fetch_one(&self.pool, c, &q)
             .await?
             .ok_or(StoreError::NotFound)
@@ -448,14 +478,18 @@ impl Postgres {
     pub(crate) async fn modify<E>(
         &self,
         coll: &str,
+        access: &Access,
         id: &str,
         f: impl FnOnce(&Record) -> std::result::Result<Vec<(String, Value)>, E>,
     ) -> Result<std::result::Result<Record, E>> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Postgres)?;
+        let tenant = scope.tenant.as_deref();
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // Lock the row: concurrent read-modify-writes from any instance queue here.
         let mut q = select_record(c);
         q.and_where(Expr::col(col("id")).eq(id))
+            .cond_where(scope.cond.clone())
             .lock(sea_query::LockType::Update);
         let current = fetch_one(&mut *tx, c, &q)
             .await?
@@ -467,19 +501,22 @@ impl Postgres {
         if changes.is_empty() {
             return Ok(Ok(current));
         }
-        let u = query::update_record(c, id, &changes, None, Dialect::Postgres)?;
+        let u = query::update_record(c, &scope, id, &changes, None, Dialect::Postgres)?;
         let (sql, values) = u.build(PostgresQueryBuilder);
-        self.check_relations(&mut tx, c, &changes).await?;
+        self.check_relations(&mut tx, c, &changes, tenant).await?;
         if let Err(e) = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .execute(&mut *tx)
             .await
         {
             drop(tx);
             let merged = query::merged(&current, &changes);
-            return Err(self.unique(c, &merged, map_err(e)).await);
+            return Err(self.unique(c, &merged, tenant, map_err(e)).await);
         }
+        // The new state may no longer match the rule; the writer sees it anyway.
+        let unfiltered = query::scope(c, &access.without_filter(), Dialect::Postgres)?;
         let mut q = select_record(c);
-        q.and_where(Expr::col(col("id")).eq(id));
+        q.and_where(Expr::col(col("id")).eq(id))
+            .cond_where(unfiltered.cond);
         let record = fetch_one(&mut *tx, c, &q)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -490,11 +527,22 @@ impl Postgres {
     pub(crate) async fn delete(
         &self,
         coll: &str,
+        access: &Access,
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<()> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Postgres)?;
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Not found (or not permitted) before anything else; the row lock
+        // keeps it so until the delete.
+        let mut q = select_record(c);
+        q.and_where(Expr::col(col("id")).eq(id))
+            .cond_where(scope.cond.clone())
+            .lock(sea_query::LockType::Update);
+        if fetch_one(&mut *tx, c, &q).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
         for (collection, field, probe) in query::reference_probes(&self.schema, &c.name, id) {
             let (sql, values) = probe.build(PostgresQueryBuilder);
             let found = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
@@ -508,7 +556,7 @@ impl Postgres {
                 });
             }
         }
-        let q = query::delete_record(c, id, expected_version);
+        let q = query::delete_record(c, &scope, id, expected_version);
         let (sql, values) = q.build(PostgresQueryBuilder);
         let n = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .execute(&mut *tx)
@@ -524,7 +572,8 @@ impl Postgres {
             .rows_affected();
         if n == 0 {
             let mut q = select_record(c);
-            q.and_where(Expr::col(col("id")).eq(id));
+            q.and_where(Expr::col(col("id")).eq(id))
+                .cond_where(scope.cond);
             return match fetch_one(&mut *tx, c, &q).await? {
                 Some(_) => Err(StoreError::VersionMismatch),
                 None => Err(StoreError::NotFound),
@@ -534,10 +583,11 @@ impl Postgres {
         Ok(())
     }
 
-    pub(crate) async fn list(&self, coll: &str, query: &ListQuery) -> Result<Page> {
+    pub(crate) async fn list(&self, coll: &str, access: &Access, query: &ListQuery) -> Result<Page> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Postgres)?;
         let mut q = select_record(c);
-        query::apply(&mut q, &c.name, query, Dialect::Postgres);
+        query::apply(&mut q, &c.name, &scope, query, Dialect::Postgres);
         let (sql, values) = q.build(PostgresQueryBuilder);
         if !query.total {
             // One statement sees one snapshot by itself.
@@ -565,7 +615,9 @@ impl Postgres {
         let (records, more) = page_of(c, &rows, query.limit)?;
         let total = {
             let mut q = Query::select();
-            q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
+            q.expr(Expr::cust("COUNT(*)"))
+                .from(col(&c.name))
+                .cond_where(scope.cond.clone());
             if let Some(f) = &query.filter {
                 q.cond_where(query::filter_condition(f, Dialect::Postgres));
             }
@@ -584,13 +636,20 @@ impl Postgres {
         })
     }
 
-    pub(crate) async fn get_many(&self, coll: &str, ids: &[String]) -> Result<Vec<Record>> {
+    pub(crate) async fn get_many(
+        &self,
+        coll: &str,
+        access: &Access,
+        ids: &[String],
+    ) -> Result<Vec<Record>> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Postgres)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut q = select_record(c);
-        q.and_where(Expr::col(col("id")).is_in(ids.iter().map(String::as_str)));
+        q.and_where(Expr::col(col("id")).is_in(ids.iter().map(String::as_str)))
+            .cond_where(scope.cond);
         let (sql, values) = q.build(PostgresQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
             .fetch_all(&self.pool)
@@ -605,11 +664,13 @@ impl Postgres {
     pub(crate) async fn explain(
         &self,
         coll: &str,
+        access: &Access,
         query: &ListQuery,
     ) -> Result<(String, Vec<String>)> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Postgres)?;
         let mut q = select_record(c);
-        query::apply(&mut q, &c.name, query, Dialect::Postgres);
+        query::apply(&mut q, &c.name, &scope, query, Dialect::Postgres);
         let (sql, values) = q.build(PostgresQueryBuilder);
         let rows = sqlx::query_with(AssertSqlSafe(format!("EXPLAIN {sql}")), args(&values)?)
             .fetch_all(&self.pool)
@@ -633,5 +694,54 @@ mod tests {
         let r = redact_url("postgres://alice:s3cret@db.example:6543/app?sslmode=require");
         assert_eq!(r, "postgres://alice@db.example:6543/app");
         assert!(!redact_url("not a url").contains("not"));
+    }
+}
+
+pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
+    map_err(e)
+}
+
+/// Runs identity statements on a PostgreSQL connection (see `identity`).
+pub(crate) struct PgExec<'c>(pub(crate) &'c mut sqlx::PgConnection);
+
+impl crate::identity::Exec for PgExec<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn rows(&mut self, q: crate::identity::Stmt) -> Result<Vec<crate::identity::Row>> {
+        use crate::identity::Cell;
+        use sqlx::{Column, TypeInfo};
+        let (sql, values) = q.build(Dialect::Postgres);
+        let rows = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut row = Vec::with_capacity(r.columns().len());
+            for (i, column) in r.columns().iter().enumerate() {
+                let cell = match column.type_info().name() {
+                    "INT8" => r.try_get::<Option<i64>, _>(i).map(|v| v.map(Cell::Int)),
+                    "INT4" => r
+                        .try_get::<Option<i32>, _>(i)
+                        .map(|v| v.map(|v| Cell::Int(i64::from(v)))),
+                    _ => r.try_get::<Option<String>, _>(i).map(|v| v.map(Cell::Text)),
+                }
+                .map_err(map_err)?;
+                row.push(cell.unwrap_or(Cell::Null));
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    async fn exec(&mut self, q: crate::identity::Stmt) -> Result<u64> {
+        let (sql, values) = q.build(Dialect::Postgres);
+        let done = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+            .execute(&mut *self.0)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 }

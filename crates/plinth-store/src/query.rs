@@ -38,6 +38,55 @@ fn col(name: &str) -> Expr {
     Expr::col(Alias::new(name))
 }
 
+/// The conditions every statement on a collection carries for one request:
+/// its tenant (tenant-scoped collections) and its permission rule's filter.
+pub(crate) struct Scope {
+    pub(crate) cond: Condition,
+    /// The tenant new records get and relation targets must belong to.
+    pub(crate) tenant: Option<String>,
+}
+
+/// The one place the tenant condition is made: a tenant-scoped collection
+/// without a tenant in `access` is refused, not queried unscoped.
+pub(crate) fn scope(
+    c: &plinth_domain::Collection,
+    access: &crate::Access,
+    dialect: Dialect,
+) -> crate::Result<Scope> {
+    let mut cond = Condition::all();
+    let mut tenant = None;
+    if c.tenant_scoped && !access.operator {
+        let Some(t) = access.tenant.as_deref() else {
+            return Err(crate::StoreError::TenantRequired(c.name.clone()));
+        };
+        cond = cond.add(col(crate::ddl::TENANT_COLUMN).eq(t));
+        tenant = Some(t.to_owned());
+    }
+    if let Some(f) = &access.filter {
+        cond = cond.add(filter_condition(f, dialect));
+    }
+    Ok(Scope { cond, tenant })
+}
+
+/// The tenant condition of a relation target, if it is tenant-scoped: a
+/// record may only point at records of its own tenant.
+pub(crate) fn target_scope(
+    schema: &plinth_domain::Schema,
+    target: &str,
+    tenant: Option<&str>,
+) -> Option<Condition> {
+    let t = schema.collection(target)?;
+    if !t.tenant_scoped {
+        return None;
+    }
+    // No tenant (operator access): a tenant-scoped target cannot be checked
+    // against one, so nothing matches rather than everything.
+    Some(match tenant {
+        Some(tn) => Condition::all().add(col(crate::ddl::TENANT_COLUMN).eq(tn)),
+        None => Condition::all().add(Expr::val(1i64).eq(0i64)),
+    })
+}
+
 /// `current` with `changes` applied (what an update tries to store).
 pub(crate) fn merged(
     current: &plinth_domain::Record,
@@ -56,6 +105,7 @@ pub(crate) fn merged(
 pub(crate) fn insert_record(
     c: &plinth_domain::Collection,
     r: &plinth_domain::Record,
+    tenant: Option<&str>,
     dialect: Dialect,
 ) -> crate::Result<sea_query::InsertStatement> {
     let mut q = sea_query::Query::insert();
@@ -63,7 +113,11 @@ pub(crate) fn insert_record(
         ["id", "created_at", "updated_at", "version"]
             .map(Alias::new)
             .into_iter()
-            .chain(c.fields.iter().map(|f| Alias::new(&f.name))),
+            .chain(c.fields.iter().map(|f| Alias::new(&f.name)))
+            .chain(
+                c.tenant_scoped
+                    .then(|| Alias::new(crate::ddl::TENANT_COLUMN)),
+            ),
     );
     let ts = |t: &str| bind_as(&Value::Text(t.to_owned()), FieldType::Datetime, dialect);
     let mut exprs: Vec<Expr> = vec![
@@ -78,6 +132,10 @@ pub(crate) fn insert_record(
             .zip(&r.fields)
             .map(|(f, (_, v))| bind_as(v, f.ty, dialect)),
     );
+    if c.tenant_scoped {
+        let t = tenant.ok_or_else(|| crate::StoreError::TenantRequired(c.name.clone()))?;
+        exprs.push(Expr::val(t));
+    }
     q.values(exprs)
         .map_err(|e| crate::StoreError::Internal(e.to_string()))?;
     Ok(q)
@@ -87,6 +145,7 @@ pub(crate) fn insert_record(
 /// with `expected_version`, only while the record is at that version.
 pub(crate) fn update_record(
     c: &plinth_domain::Collection,
+    scope: &Scope,
     id: &str,
     changes: &[(String, Value)],
     expected_version: Option<i64>,
@@ -107,6 +166,7 @@ pub(crate) fn update_record(
         q.value(Alias::new(name), bind_as(v, field.ty, dialect));
     }
     q.and_where(col("id").eq(id));
+    q.cond_where(scope.cond.clone());
     if let Some(v) = expected_version {
         q.and_where(col("version").eq(v));
     }
@@ -116,12 +176,14 @@ pub(crate) fn update_record(
 /// `DELETE` of record `id`; with `expected_version`, only at that version.
 pub(crate) fn delete_record(
     c: &plinth_domain::Collection,
+    scope: &Scope,
     id: &str,
     expected_version: Option<i64>,
 ) -> sea_query::DeleteStatement {
     let mut q = sea_query::Query::delete();
     q.from_table(Alias::new(&c.name))
-        .and_where(col("id").eq(id));
+        .and_where(col("id").eq(id))
+        .cond_where(scope.cond.clone());
     if let Some(v) = expected_version {
         q.and_where(col("version").eq(v));
     }
@@ -158,6 +220,7 @@ pub(crate) fn reference_probes<'a>(
 pub(crate) fn unique_probes(
     c: &plinth_domain::Collection,
     r: &plinth_domain::Record,
+    tenant: Option<&str>,
     dialect: Dialect,
 ) -> Vec<(Vec<String>, SelectStatement)> {
     use plinth_domain::filter::{field_type, record_value};
@@ -185,6 +248,12 @@ pub(crate) fn unique_probes(
         for (f, v) in fields.iter().zip(&values) {
             let ty = field_type(c, f).unwrap_or(FieldType::Text);
             q.and_where(col(f).eq(bind_as(v, ty, dialect)));
+        }
+        if c.tenant_scoped
+            && let Some(t) = tenant
+        {
+            // Unique within the tenant (the constraint includes tenant_id).
+            q.and_where(col(crate::ddl::TENANT_COLUMN).eq(t));
         }
         q.and_where(col("id").ne(r.id.as_str())).limit(1);
         out.push((fields, q));
@@ -362,7 +431,14 @@ pub(crate) fn after_condition(sort: &Sort, after: &[Value], dialect: Dialect) ->
 /// Applies filter, cursor, order and limit (+1, to learn whether more follow).
 /// Order columns are qualified with the table: PostgreSQL would otherwise
 /// resolve a name like `created_at` to the select list's formatted alias.
-pub(crate) fn apply(q: &mut SelectStatement, table: &str, query: &ListQuery, dialect: Dialect) {
+pub(crate) fn apply(
+    q: &mut SelectStatement,
+    table: &str,
+    scope: &Scope,
+    query: &ListQuery,
+    dialect: Dialect,
+) {
+    q.cond_where(scope.cond.clone());
     if let Some(f) = &query.filter {
         q.cond_where(filter_condition(f, dialect));
     }

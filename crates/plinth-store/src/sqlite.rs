@@ -19,7 +19,7 @@ use plinth_domain::{Collection, FieldType, Record, Schema, Value};
 use crate::ddl::{Dialect, schema_ddl};
 use crate::query::{self, ListQuery, Page};
 use crate::writer::Writer;
-use crate::{Result, SchemaState, SqliteConfig, StoreError};
+use crate::{Access, Result, SchemaState, SqliteConfig, StoreError};
 
 const DB_FILE: &str = "plinth.db";
 const SCHEMA_TABLE: &str = "_plinth_schema";
@@ -91,6 +91,7 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
                     .map(|(_, cols)| {
                         cols.split(", ")
                             .map(|c| c.rsplit('.').next().unwrap_or(c).to_owned())
+                            .filter(|c| c != crate::ddl::TENANT_COLUMN)
                             .collect()
                     })
                     .unwrap_or_default();
@@ -219,7 +220,7 @@ impl Sqlite {
     /// (opened on first use). Reads run on the calling thread: a read from a
     /// WAL database is microseconds, far less than handing it to another
     /// thread and back (docs/decisions/0002-sqlite-driver.md).
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         READERS.with(|cell| {
             let mut readers = cell.borrow_mut();
             let mine = Arc::downgrade(&self.token);
@@ -284,27 +285,37 @@ impl Sqlite {
         &self,
         tx: &Connection,
         coll: &str,
+        access: &Access,
         input: Vec<(String, Value)>,
     ) -> Result<Record> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Sqlite)?;
         let record = Record::new_in(c, &input);
-        let q = query::insert_record(c, &record, Dialect::Sqlite)?;
+        access.check_new(&record)?;
+        let tenant = scope.tenant.as_deref();
+        let q = query::insert_record(c, &record, tenant, Dialect::Sqlite)?;
         let (sql, values) = q.build(SqliteQueryBuilder);
 
-        self.check_relations(tx, c, &record.fields)?;
+        self.check_relations(tx, c, &record.fields, tenant)?;
         tx.prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
-            .map_err(|e| Self::name_uniques(tx, c, &record, map_err(e)))?;
+            .map_err(|e| Self::name_uniques(tx, c, &record, tenant, map_err(e)))?;
         Ok(record)
     }
 
     /// Replaces a unique violation's field list with every violated constraint.
-    fn name_uniques(tx: &Connection, c: &Collection, r: &Record, e: StoreError) -> StoreError {
+    fn name_uniques(
+        tx: &Connection,
+        c: &Collection,
+        r: &Record,
+        tenant: Option<&str>,
+        e: StoreError,
+    ) -> StoreError {
         let StoreError::Unique { fields } = e else {
             return e;
         };
         let mut all = Vec::new();
-        for (group, probe) in query::unique_probes(c, r, Dialect::Sqlite) {
+        for (group, probe) in query::unique_probes(c, r, tenant, Dialect::Sqlite) {
             let (sql, values) = probe.build(SqliteQueryBuilder);
             let hit = tx
                 .query_row(
@@ -328,16 +339,20 @@ impl Sqlite {
         conn: &Connection,
         c: &Collection,
         fields: &[(String, Value)],
+        tenant: Option<&str>,
     ) -> Result<()> {
         for (f, target) in c.relations() {
             let Some((_, Value::Text(id))) = fields.iter().find(|(n, _)| *n == f.name) else {
                 continue;
             };
-            let (sql, values) = Query::select()
-                .expr(Expr::val(1i64))
-                .from(col(target))
-                .and_where(Expr::col(col("id")).eq(id.as_str()))
-                .build(SqliteQueryBuilder);
+            let mut q = Query::select();
+            q.expr(Expr::val(1i64))
+                .from(col(crate::ddl::table_of(target)))
+                .and_where(Expr::col(col("id")).eq(id.as_str()));
+            if let Some(cond) = query::target_scope(&self.schema, target, tenant) {
+                q.cond_where(cond);
+            }
+            let (sql, values) = q.build(SqliteQueryBuilder);
             let found = conn
                 .prepare_cached(&sql)
                 .and_then(|mut st| {
@@ -354,9 +369,10 @@ impl Sqlite {
         Ok(())
     }
 
-    fn fetch(conn: &Connection, c: &Collection, id: &str) -> Result<Record> {
+    fn fetch(conn: &Connection, c: &Collection, scope: &query::Scope, id: &str) -> Result<Record> {
         let (sql, values) = select_record(c)
             .and_where(Expr::col(col("id")).eq(id))
+            .cond_where(scope.cond.clone())
             .build(SqliteQueryBuilder);
         conn.prepare_cached(&sql)
             .and_then(|mut st| {
@@ -369,9 +385,10 @@ impl Sqlite {
             .ok_or(StoreError::NotFound)
     }
 
-    pub(crate) fn get(&self, coll: &str, id: &str) -> Result<Record> {
+    pub(crate) fn get(&self, coll: &str, access: &Access, id: &str) -> Result<Record> {
         let c = self.collection(coll)?;
-        self.read(|conn| Self::fetch(conn, c, id))
+        let scope = query::scope(c, access, Dialect::Sqlite)?;
+        self.read(|conn| Self::fetch(conn, c, &scope, id))
     }
 
     /// Reads the record and computes its changes with `f` inside the write
@@ -381,11 +398,14 @@ impl Sqlite {
         &self,
         tx: &Connection,
         coll: &str,
+        access: &Access,
         id: &str,
         f: impl FnOnce(&Record) -> std::result::Result<Vec<(String, Value)>, E>,
     ) -> Result<std::result::Result<Record, E>> {
         let c = self.collection(coll)?;
-        let current = Self::fetch(tx, c, id)?;
+        let scope = query::scope(c, access, Dialect::Sqlite)?;
+        let tenant = scope.tenant.as_deref();
+        let current = Self::fetch(tx, c, &scope, id)?;
         let changes = match f(&current) {
             Ok(ch) => ch,
             Err(e) => return Ok(Err(e)),
@@ -393,19 +413,28 @@ impl Sqlite {
         if changes.is_empty() {
             return Ok(Ok(current));
         }
-        let q = query::update_record(c, id, &changes, Some(current.version), Dialect::Sqlite)?;
+        let q = query::update_record(
+            c,
+            &scope,
+            id,
+            &changes,
+            Some(current.version),
+            Dialect::Sqlite,
+        )?;
         let (sql, values) = q.build(SqliteQueryBuilder);
-        self.check_relations(tx, c, &changes)?;
+        self.check_relations(tx, c, &changes, tenant)?;
         let merged = query::merged(&current, &changes);
         let n = tx
             .prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
-            .map_err(|e| Self::name_uniques(tx, c, &merged, map_err(e)))?;
+            .map_err(|e| Self::name_uniques(tx, c, &merged, tenant, map_err(e)))?;
         if n == 0 {
             // Unreachable while this connection is the only writer.
             return Err(StoreError::VersionMismatch);
         }
-        let record = Self::fetch(tx, c, id)?;
+        // The new state may no longer match the rule; the writer sees it anyway.
+        let unfiltered = query::scope(c, &access.without_filter(), Dialect::Sqlite)?;
+        let record = Self::fetch(tx, c, &unfiltered, id)?;
         Ok(Ok(record))
     }
 
@@ -413,10 +442,14 @@ impl Sqlite {
         &self,
         tx: &Connection,
         coll: &str,
+        access: &Access,
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<()> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Sqlite)?;
+        // Not found (or not permitted) before anything else.
+        Self::fetch(tx, c, &scope, id)?;
         for (collection, field, probe) in query::reference_probes(&self.schema, &c.name, id) {
             let (sql, values) = probe.build(SqliteQueryBuilder);
             let found = tx
@@ -433,14 +466,14 @@ impl Sqlite {
                 });
             }
         }
-        let q = query::delete_record(c, id, expected_version);
+        let q = query::delete_record(c, &scope, id, expected_version);
         let (sql, values) = q.build(SqliteQueryBuilder);
         let n = tx
             .prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
             .map_err(map_err)?;
         if n == 0 {
-            return match Self::fetch(tx, c, id) {
+            return match Self::fetch(tx, c, &scope, id) {
                 Ok(_) => Err(StoreError::VersionMismatch),
                 Err(e) => Err(e),
             };
@@ -448,10 +481,11 @@ impl Sqlite {
         Ok(())
     }
 
-    pub(crate) fn list(&self, coll: &str, query: &ListQuery) -> Result<Page> {
+    pub(crate) fn list(&self, coll: &str, access: &Access, query: &ListQuery) -> Result<Page> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Sqlite)?;
         let mut q = select_record(c);
-        query::apply(&mut q, &c.name, query, Dialect::Sqlite);
+        query::apply(&mut q, &c.name, &scope, query, Dialect::Sqlite);
         let (sql, values) = q.build(SqliteQueryBuilder);
         self.read(|conn| {
             // Page and count see one snapshot.
@@ -471,7 +505,9 @@ impl Sqlite {
             records.truncate(query.limit as usize);
             let total = if query.total {
                 let mut q = Query::select();
-                q.expr(Expr::cust("COUNT(*)")).from(col(&c.name));
+                q.expr(Expr::cust("COUNT(*)"))
+                    .from(col(&c.name))
+                    .cond_where(scope.cond.clone());
                 if let Some(f) = &query.filter {
                     q.cond_where(query::filter_condition(f, Dialect::Sqlite));
                 }
@@ -496,13 +532,20 @@ impl Sqlite {
     }
 
     /// Records of `coll` with the given ids (any order; missing ids skipped).
-    pub(crate) fn get_many(&self, coll: &str, ids: &[String]) -> Result<Vec<Record>> {
+    pub(crate) fn get_many(
+        &self,
+        coll: &str,
+        access: &Access,
+        ids: &[String],
+    ) -> Result<Vec<Record>> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Sqlite)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let (sql, values) = select_record(c)
             .and_where(Expr::col(col("id")).is_in(ids.iter().map(String::as_str)))
+            .cond_where(scope.cond)
             .build(SqliteQueryBuilder);
         self.read(|conn| {
             let mut st = conn.prepare(&sql).map_err(map_err)?;
@@ -516,10 +559,16 @@ impl Sqlite {
     }
 
     /// The SQL and SQLite's query plan for a list query.
-    pub(crate) fn explain(&self, coll: &str, query: &ListQuery) -> Result<(String, Vec<String>)> {
+    pub(crate) fn explain(
+        &self,
+        coll: &str,
+        access: &Access,
+        query: &ListQuery,
+    ) -> Result<(String, Vec<String>)> {
         let c = self.collection(coll)?;
+        let scope = query::scope(c, access, Dialect::Sqlite)?;
         let mut q = select_record(c);
-        query::apply(&mut q, &c.name, query, Dialect::Sqlite);
+        query::apply(&mut q, &c.name, &scope, query, Dialect::Sqlite);
         let (sql, values) = q.build(SqliteQueryBuilder);
         let plan = self.read(|conn| {
             let mut st = conn
@@ -551,6 +600,9 @@ fn apply_or_compare(conn: &mut Connection, schema: &Schema) -> Result<SchemaStat
         "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value BLOB NOT NULL)"
     ))
     .map_err(map_err)?;
+    for stmt in crate::identity::identity_ddl(Dialect::Sqlite) {
+        tx.execute_batch(&stmt).map_err(map_err)?;
+    }
     let (sql, values) = Query::select()
         .column(col("schema"))
         .from(col(SCHEMA_TABLE))
@@ -587,4 +639,54 @@ fn apply_or_compare(conn: &mut Connection, schema: &Schema) -> Result<SchemaStat
     };
     tx.commit().map_err(map_err)?;
     Ok(state)
+}
+
+/// Runs identity statements on a SQLite connection (see `identity`).
+pub(crate) struct SqliteExec<'c>(pub(crate) &'c Connection);
+
+impl crate::identity::Exec for SqliteExec<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn rows(&mut self, q: crate::identity::Stmt) -> Result<Vec<crate::identity::Row>> {
+        use crate::identity::Cell;
+        use rusqlite::types::ValueRef;
+        let (sql, values) = q.build(Dialect::Sqlite);
+        let mut st = self.0.prepare_cached(&sql).map_err(map_err)?;
+        let n = st.column_count();
+        let mut rows = st
+            .query(rusqlite::params_from_iter(params(&values)))
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(map_err)? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                row.push(match r.get_ref(i).map_err(map_err)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Cell::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                    ValueRef::Real(_) => {
+                        return Err(StoreError::Internal(
+                            "unexpected REAL in an identity table".into(),
+                        ));
+                    }
+                });
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    async fn exec(&mut self, q: crate::identity::Stmt) -> Result<u64> {
+        let (sql, values) = q.build(Dialect::Sqlite);
+        let n = self
+            .0
+            .prepare_cached(&sql)
+            .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
 }

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod migrate;
 pub mod parse;
 pub mod ratelimit;
+pub mod rule;
 pub mod schema;
 pub mod sort;
 pub mod value;

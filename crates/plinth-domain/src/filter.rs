@@ -20,7 +20,12 @@
 //! filter against a collection (a date compared with a number is an error) and
 //! produces a [`Filter`] whose literals are domain [`Value`]s, ready for the
 //! store to compile to SQL with bound parameters, or for [`Filter::matches`]
-//! to evaluate in memory. Permission rules will reuse this language.
+//! to evaluate in memory.
+//!
+//! Permission rules ([`crate::rule`]) reuse this language: the boolean layer
+//! (`||`, `&&`, `!`, parentheses, depth limit) and the lexer are shared through
+//! the crate-private `Grammar` trait; rules lex dotted names (`record.title`,
+//! `auth.user_id`), which plain filters keep rejecting.
 
 use std::fmt;
 
@@ -102,7 +107,7 @@ pub enum Expr {
 // ---------------------------------------------------------------- lexer
 
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+pub(crate) enum Tok {
     Ident(String),
     Str(String),
     Num(Literal),
@@ -141,7 +146,10 @@ fn err<T>(position: usize, message: impl Into<String>) -> Result<T, FilterError>
     })
 }
 
-fn lex(src: &str) -> Result<Vec<(Tok, usize)>, FilterError> {
+/// Splits `src` into tokens with their 1-based character positions. With
+/// `dotted`, a name may continue with `.name` parts (`record.title`), which
+/// permission rules use; plain filters reject `.` as before.
+fn lex(src: &str, dotted: bool) -> Result<Vec<(Tok, usize)>, FilterError> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -275,9 +283,21 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, FilterError> {
                 continue;
             }
             c if c.is_ascii_lowercase() || c == '_' || c.is_ascii_uppercase() => {
+                let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
                 let mut j = i;
-                while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                while j < chars.len() && name_char(chars[j]) {
                     j += 1;
+                }
+                while dotted && chars.get(j) == Some(&'.') {
+                    match chars.get(j + 1) {
+                        Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
+                            j += 1;
+                            while j < chars.len() && name_char(chars[j]) {
+                                j += 1;
+                            }
+                        }
+                        _ => return err(j + 2, "expected a name after `.`"),
+                    }
                 }
                 let word: String = chars[i..j].iter().collect();
                 out.push((Tok::Ident(word), pos));
@@ -293,26 +313,68 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, FilterError> {
 
 // ---------------------------------------------------------------- parser
 
-struct Parser {
+/// A language built on the shared boolean layer: it parses its own
+/// comparisons (the leaves) and says how to combine them. Plain filters
+/// ([`Expr`]) and permission rules (`crate::rule`) are the two grammars.
+pub(crate) trait Grammar: Sized {
+    /// What the text is called in messages ("filter", "rule").
+    const NOUN: &'static str;
+    /// Whether names may be dotted (`record.title`).
+    const DOTTED_NAMES: bool;
+    /// Parses one comparison at the parser's position (the next token is
+    /// neither `!` nor `(`).
+    fn leaf(p: &mut Parser) -> Result<Self, FilterError>;
+    fn and(a: Self, b: Self) -> Self;
+    fn or(a: Self, b: Self) -> Self;
+    fn not(a: Self) -> Self;
+}
+
+impl Grammar for Expr {
+    const NOUN: &'static str = "filter";
+    const DOTTED_NAMES: bool = false;
+    fn leaf(p: &mut Parser) -> Result<Self, FilterError> {
+        match p.peek() {
+            Some(Tok::Ident(_)) => p.comparison(),
+            _ => p.unexpected("a field name, `(` or `!`"),
+        }
+    }
+    fn and(a: Self, b: Self) -> Self {
+        Expr::And(Box::new(a), Box::new(b))
+    }
+    fn or(a: Self, b: Self) -> Self {
+        Expr::Or(Box::new(a), Box::new(b))
+    }
+    fn not(a: Self) -> Self {
+        Expr::Not(Box::new(a))
+    }
+}
+
+/// A recursive-descent parser over the tokens of one text.
+pub(crate) struct Parser {
     toks: Vec<(Tok, usize)>,
     at: usize,
     end: usize,
     depth: usize,
+    noun: &'static str,
 }
 
 impl Parser {
-    fn peek(&self) -> Option<&Tok> {
+    /// The next token, if any.
+    pub(crate) fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.at).map(|(t, _)| t)
     }
-    fn pos(&self) -> usize {
+    /// The 1-based position of the next token (one past the end at the end).
+    pub(crate) fn pos(&self) -> usize {
         self.toks.get(self.at).map_or(self.end, |(_, p)| *p)
     }
-    fn bump(&mut self) -> Option<(Tok, usize)> {
+    /// Consumes the next token.
+    pub(crate) fn bump(&mut self) -> Option<(Tok, usize)> {
         let t = self.toks.get(self.at).cloned();
         self.at += 1;
         t
     }
-    fn unexpected<T>(&self, wanted: &str) -> Result<T, FilterError> {
+    /// An error at the next token: expected `wanted`, found it.
+    pub(crate) fn unexpected<T>(&self, wanted: &str) -> Result<T, FilterError> {
         match self.peek() {
             Some(t) => err(
                 self.pos(),
@@ -320,27 +382,27 @@ impl Parser {
             ),
             None => err(
                 self.pos(),
-                format!("expected {wanted}, found the end of the filter"),
+                format!("expected {wanted}, found the end of the {}", self.noun),
             ),
         }
     }
 
-    fn or(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.and()?;
+    fn or<G: Grammar>(&mut self) -> Result<G, FilterError> {
+        let mut left = self.and::<G>()?;
         while self.peek() == Some(&Tok::Or) {
             self.bump();
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            let right = self.and::<G>()?;
+            left = G::or(left, right);
         }
         Ok(left)
     }
 
-    fn and(&mut self) -> Result<Expr, FilterError> {
-        let mut left = self.unary()?;
+    fn and<G: Grammar>(&mut self) -> Result<G, FilterError> {
+        let mut left = self.unary::<G>()?;
         while self.peek() == Some(&Tok::And) {
             self.bump();
-            let right = self.unary()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            let right = self.unary::<G>()?;
+            left = G::and(left, right);
         }
         Ok(left)
     }
@@ -350,25 +412,25 @@ impl Parser {
         if self.depth > MAX_DEPTH {
             return err(
                 self.pos(),
-                format!("the filter nests deeper than {MAX_DEPTH} levels"),
+                format!("the {} nests deeper than {MAX_DEPTH} levels", self.noun),
             );
         }
         Ok(())
     }
 
-    fn unary(&mut self) -> Result<Expr, FilterError> {
+    fn unary<G: Grammar>(&mut self) -> Result<G, FilterError> {
         match self.peek() {
             Some(Tok::Not) => {
                 self.bump();
                 self.nest()?;
-                let e = self.unary()?;
+                let e = self.unary::<G>()?;
                 self.depth -= 1;
-                Ok(Expr::Not(Box::new(e)))
+                Ok(G::not(e))
             }
             Some(Tok::LParen) => {
                 self.bump();
                 self.nest()?;
-                let e = self.or()?;
+                let e = self.or::<G>()?;
                 self.depth -= 1;
                 if self.peek() != Some(&Tok::RParen) {
                     return self.unexpected("`)` or `&&` or `||`");
@@ -376,12 +438,12 @@ impl Parser {
                 self.bump();
                 Ok(e)
             }
-            Some(Tok::Ident(_)) => self.comparison(),
-            _ => self.unexpected("a field name, `(` or `!`"),
+            _ => G::leaf(self),
         }
     }
 
-    fn literal(&mut self) -> Result<Literal, FilterError> {
+    /// Parses a literal value (string, number, `true`, `false`, `null`).
+    pub(crate) fn literal(&mut self) -> Result<Literal, FilterError> {
         match self.peek().cloned() {
             Some(Tok::Str(s)) => {
                 self.bump();
@@ -407,6 +469,26 @@ impl Parser {
         }
     }
 
+    /// Parses `[literal, …]` (after `in`), with each literal's position.
+    pub(crate) fn literal_list(&mut self) -> Result<Vec<(Literal, usize)>, FilterError> {
+        if self.peek() != Some(&Tok::LBracket) {
+            return self.unexpected("`[` after `in`");
+        }
+        let mut values = Vec::new();
+        loop {
+            self.bump(); // `[` or `,`
+            let pos = self.pos();
+            values.push((self.literal()?, pos));
+            match self.peek() {
+                Some(Tok::Comma) => {}
+                Some(Tok::RBracket) => break,
+                _ => return self.unexpected("`,` or `]`"),
+            }
+        }
+        self.bump();
+        Ok(values)
+    }
+
     fn comparison(&mut self) -> Result<Expr, FilterError> {
         let Some((Tok::Ident(field), pos)) = self.bump() else {
             return err(self.pos(), "expected a field name");
@@ -427,19 +509,7 @@ impl Parser {
             }
             Some(Tok::Ident(w)) if w == "in" => {
                 self.bump();
-                if self.peek() != Some(&Tok::LBracket) {
-                    return self.unexpected("`[` after `in`");
-                }
-                self.bump();
-                let mut values = vec![self.literal()?];
-                while self.peek() == Some(&Tok::Comma) {
-                    self.bump();
-                    values.push(self.literal()?);
-                }
-                if self.peek() != Some(&Tok::RBracket) {
-                    return self.unexpected("`,` or `]`");
-                }
-                self.bump();
+                let values = self.literal_list()?.into_iter().map(|(v, _)| v).collect();
                 Ok(Expr::In { field, values, pos })
             }
             _ => self.unexpected("an operator (= != > >= < <= ~ in)"),
@@ -449,25 +519,33 @@ impl Parser {
 
 /// Parses filter text (syntax only; see [`check_filter`]).
 pub fn parse_filter(src: &str) -> Result<Expr, FilterError> {
+    parse_with::<Expr>(src)
+}
+
+/// Parses `src` in grammar `G`: the length and depth limits, the boolean
+/// layer, and "nothing after the expression".
+pub(crate) fn parse_with<G: Grammar>(src: &str) -> Result<G, FilterError> {
+    let noun = G::NOUN;
     if src.len() > MAX_FILTER_LEN {
         return err(
             1,
-            format!("the filter is longer than {MAX_FILTER_LEN} bytes"),
+            format!("the {noun} is longer than {MAX_FILTER_LEN} bytes"),
         );
     }
-    let toks = lex(src)?;
+    let toks = lex(src, G::DOTTED_NAMES)?;
     if toks.is_empty() {
-        return err(1, "the filter is empty");
+        return err(1, format!("the {noun} is empty"));
     }
     let mut p = Parser {
         toks,
         at: 0,
         end: src.chars().count() + 1,
         depth: 0,
+        noun,
     };
-    let e = p.or()?;
+    let e = p.or::<G>()?;
     if p.peek().is_some() {
-        return p.unexpected("`&&`, `||` or the end of the filter");
+        return p.unexpected(&format!("`&&`, `||` or the end of the {noun}"));
     }
     Ok(e)
 }
@@ -659,7 +737,8 @@ fn type_literal(
     }
 }
 
-fn with_article(ty: FieldType) -> String {
+/// `a text`, `an integer`: a field type with its article.
+pub(crate) fn with_article(ty: FieldType) -> String {
     let name = ty.as_str();
     let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
@@ -775,6 +854,24 @@ pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 }
 
 impl Filter {
+    /// The fields (user or system) this filter compares, in order of
+    /// appearance, repeats included.
+    pub fn fields(&self) -> Vec<&str> {
+        fn walk<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
+            match f {
+                Filter::Cmp { field, .. } | Filter::In { field, .. } => out.push(field),
+                Filter::And(a, b) | Filter::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Filter::Not(a) => walk(a, out),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
     /// The reference semantics, which the SQL compilation must equal:
     /// - `= null` / `!= null` test for absence / presence;
     /// - `!=` against a value is also true when the field is null;

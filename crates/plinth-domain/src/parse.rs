@@ -188,7 +188,11 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+/// The candidate closest to `word`, if it is close enough to be a likely typo.
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (distance(word, c), c))

@@ -136,7 +136,11 @@ pub fn field_schema(f: &Field, nullable: bool) -> Json {
         if !description.is_empty() {
             description.push(' ');
         }
-        description.push_str(&format!("The id of a record in `{target}`."));
+        if target == plinth_domain::schema::USERS {
+            description.push_str("The id of a user account.");
+        } else {
+            description.push_str(&format!("The id of a record in `{target}`."));
+        }
     }
     if let Some(d) = &f.deprecation {
         s.insert("deprecated".into(), json!(true));
@@ -165,11 +169,11 @@ fn with_default(f: &Field, mut s: Json) -> Json {
             DefaultValue::Literal(v) => {
                 m.insert("default".into(), json_of(v));
             }
-            DefaultValue::Now | DefaultValue::Today => {
-                let note = if matches!(d, DefaultValue::Now) {
-                    "Defaults to the time of creation."
-                } else {
-                    "Defaults to the date of creation (UTC)."
+            DefaultValue::Now | DefaultValue::Today | DefaultValue::AuthUserId => {
+                let note = match d {
+                    DefaultValue::Now => "Defaults to the time of creation.",
+                    DefaultValue::Today => "Defaults to the date of creation (UTC).",
+                    _ => "Set by the server to the signed-in user who creates the record.",
                 };
                 let desc = m
                     .get("description")
@@ -186,7 +190,7 @@ fn with_default(f: &Field, mut s: Json) -> Json {
 pub fn create_schema(c: &Collection) -> Json {
     let mut props = Map::new();
     let mut required = Vec::new();
-    for f in &c.fields {
+    for f in c.fields.iter().filter(|f| !f.server_set()) {
         props.insert(
             f.name.clone(),
             with_default(f, field_schema(f, f.nullable())),
@@ -208,7 +212,7 @@ pub fn create_schema(c: &Collection) -> Json {
 /// optional; `null` clears an optional field.
 pub fn patch_schema(c: &Collection) -> Json {
     let mut props = Map::new();
-    for f in &c.fields {
+    for f in c.fields.iter().filter(|f| !f.server_set()) {
         props.insert(f.name.clone(), field_schema(f, f.nullable()));
     }
     json!({
@@ -243,7 +247,19 @@ pub fn record_schema(c: &Collection) -> Json {
         json!("version"),
     ];
     for f in &c.fields {
-        props.insert(f.name.clone(), field_schema(f, f.nullable()));
+        let mut schema = field_schema(f, f.nullable());
+        if f.server_set()
+            && let Json::Object(m) = &mut schema
+        {
+            m.insert("readOnly".into(), json!(true));
+            let note = "Set by the server to the user who created the record.";
+            let desc = m
+                .get("description")
+                .and_then(Json::as_str)
+                .map_or(note.to_owned(), |x| format!("{x} {note}"));
+            m.insert("description".into(), json!(desc));
+        }
+        props.insert(f.name.clone(), schema);
         required.push(json!(f.name));
     }
     let mut s = json!({
@@ -265,7 +281,10 @@ pub fn item_schema(c: &Collection) -> Json {
     if let Json::Object(m) = &mut s {
         m.remove("required");
         let mut expand = Map::new();
-        for (f, target) in c.relations() {
+        for (f, target) in c
+            .relations()
+            .filter(|(_, t)| *t != plinth_domain::schema::USERS)
+        {
             expand.insert(
                 f.name.clone(),
                 json!({"$ref": format!("#/components/schemas/{}Record", pascal(target))}),

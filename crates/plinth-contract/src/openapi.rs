@@ -15,6 +15,18 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "Malformed JSON or an invalid query parameter.",
     ),
     (
+        "unauthorized",
+        401,
+        "Unauthorized",
+        "No valid credential: sign in, or the access token or API key is invalid, expired or revoked. WWW-Authenticate says which.",
+    ),
+    (
+        "forbidden",
+        403,
+        "Forbidden",
+        "The principal is known but its role or the collection's permission rule does not allow this action.",
+    ),
+    (
         "not-found",
         404,
         "Not found",

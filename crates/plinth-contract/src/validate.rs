@@ -148,7 +148,8 @@ fn default_for(f: &Field) -> Value {
         Some(DefaultValue::Literal(v)) => v.clone(),
         Some(DefaultValue::Now) => Value::Text(plinth_domain::value::now_timestamp()),
         Some(DefaultValue::Today) => Value::Text(plinth_domain::value::today()),
-        None => Value::Null,
+        // Filled in by the HTTP layer from the principal.
+        Some(DefaultValue::AuthUserId) | None => Value::Null,
     }
 }
 
@@ -193,6 +194,18 @@ fn check(
                 "read_only",
                 "is a system field set by the server",
             ));
+        } else if c.field(key).is_some_and(Field::server_set) {
+            errors.push(FieldError::new(
+                key,
+                "read_only",
+                "is set by the server to the user who creates the record",
+            ));
+        } else if c.tenant_scoped && key == "tenant_id" {
+            errors.push(FieldError::new(
+                key,
+                "read_only",
+                "is set by the server from the request's tenant",
+            ));
         }
     }
     for e in validator.iter_errors(body) {
@@ -212,7 +225,10 @@ fn check(
             }
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 for u in unexpected {
-                    if !SYSTEM_FIELDS.contains(&u.as_str()) {
+                    let read_only = SYSTEM_FIELDS.contains(&u.as_str())
+                        || c.field(u).is_some_and(Field::server_set)
+                        || (c.tenant_scoped && u == "tenant_id");
+                    if !read_only {
                         errors.push(FieldError::new(
                             u,
                             "unknown_field",

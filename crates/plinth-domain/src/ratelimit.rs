@@ -89,8 +89,10 @@ pub fn parse_policies(src: &str) -> Result<Vec<Policy>, String> {
             .split_once('=')
             .ok_or_else(|| format!("`{part}`: expected NAME=LIMIT/WINDOW, e.g. read=600/60s"))?;
         let name = name.trim();
-        if !matches!(name, "read" | "write") {
-            return Err(format!("`{name}`: unknown route class (use read or write)"));
+        if !matches!(name, "read" | "write" | "auth-ip" | "auth-account") {
+            return Err(format!(
+                "`{name}`: unknown route class (use read, write, auth-ip or auth-account)"
+            ));
         }
         let (limit, window) = spec
             .split_once('/')

@@ -28,7 +28,16 @@ pub enum ApiError {
     TooManyRequests {
         policy: String,
         retry_after_secs: u64,
+        /// (limit, window, remaining, reset) for the RateLimit headers, when
+        /// the caller did not add them itself.
+        limit: Option<(u32, u32, u64, u64)>,
     },
+    /// 401 with its `WWW-Authenticate` challenge.
+    Unauthorized {
+        detail: String,
+        challenge: String,
+    },
+    Forbidden(String),
     Unavailable,
     Internal,
 }
@@ -99,6 +108,7 @@ impl ApiError {
             ApiError::TooManyRequests {
                 policy,
                 retry_after_secs,
+                ..
             } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 d(
@@ -108,6 +118,10 @@ impl ApiError {
                     ),
                 ),
             ),
+            ApiError::Unauthorized { detail, .. } => {
+                (StatusCode::UNAUTHORIZED, d("unauthorized", detail))
+            }
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, d("forbidden", m)),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 d(
@@ -129,17 +143,35 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry = match &self {
+        let mut extra: Vec<(axum::http::HeaderName, axum::http::HeaderValue)> = Vec::new();
+        match &self {
             ApiError::TooManyRequests {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            _ => None,
-        };
+                retry_after_secs,
+                policy,
+                limit,
+            } => {
+                extra.push((axum::http::header::RETRY_AFTER, (*retry_after_secs).into()));
+                if let Some((q, w, r, t)) = limit {
+                    if let Ok(v) = format!("\"{policy}\";q={q};w={w}").parse() {
+                        extra.push((axum::http::HeaderName::from_static("ratelimit-policy"), v));
+                    }
+                    if let Ok(v) = format!("\"{policy}\";r={r};t={t}").parse() {
+                        extra.push((axum::http::HeaderName::from_static("ratelimit"), v));
+                    }
+                }
+            }
+            ApiError::Unauthorized { challenge, .. } => {
+                extra.push((
+                    axum::http::header::WWW_AUTHENTICATE,
+                    crate::auth::challenge_value(challenge),
+                ));
+            }
+            _ => {}
+        }
         let (status, draft) = self.draft();
         let mut r = status.into_response();
-        if let Some(secs) = retry {
-            r.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        for (k, v) in extra {
+            r.headers_mut().insert(k, v);
         }
         r.extensions_mut().insert(draft);
         r
@@ -151,6 +183,12 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("no record with this id".into()),
             StoreError::UnknownCollection(c) => ApiError::NotFound(format!("no collection `{c}`")),
+            StoreError::TenantRequired(c) => ApiError::BadRequest(format!(
+                "`{c}` is tenant-scoped: name the tenant with the X-Plinth-Tenant header"
+            )),
+            StoreError::Forbidden => ApiError::Forbidden(
+                "the permission rule does not allow a record with these values".into(),
+            ),
             StoreError::Unique { fields } => ApiError::Conflict {
                 detail: format!(
                     "another record already has this value of {}",

@@ -4,8 +4,10 @@
 //! one log line) → CORS (if configured) → router → handler (`records`) →
 //! contract (validate) → store (one transaction) → JSON response.
 
+mod auth;
 mod cursor;
 mod error;
+mod identity;
 mod records;
 
 use std::sync::Arc;
@@ -17,13 +19,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use plinth_contract::Contract;
 use plinth_store::Store;
 
+pub use auth::{AuthConfig, TENANT_HEADER, new_stored_key};
 pub use error::ApiError;
 use error::{ProblemDraft, draft_for_status, problem_body};
 
@@ -40,6 +43,24 @@ pub struct HttpConfig {
     pub rate_limits: Vec<plinth_domain::ratelimit::Policy>,
     /// Exact origins allowed for CORS; empty = CORS off.
     pub cors_origins: Vec<String>,
+    pub auth: AuthConfig,
+}
+
+/// Sign-in and refresh budgets used when `--rate-limits` names none: per
+/// client IP, and per account.
+pub fn default_auth_limits() -> Vec<plinth_domain::ratelimit::Policy> {
+    vec![
+        plinth_domain::ratelimit::Policy {
+            name: "auth-ip".into(),
+            limit: 30,
+            window_secs: 60,
+        },
+        plinth_domain::ratelimit::Policy {
+            name: "auth-account".into(),
+            limit: 10,
+            window_secs: 60,
+        },
+    ]
 }
 
 impl HttpConfig {
@@ -58,6 +79,9 @@ pub struct AppState {
     /// Key of the cursor MACs, shared through the database.
     pub(crate) cursor_secret: Arc<Vec<u8>>,
     openapi: Arc<Vec<u8>>,
+    pub(crate) auth: Arc<AuthConfig>,
+    pub(crate) keys: Arc<auth::Keys>,
+    pub(crate) rules: Arc<auth::Rules>,
 }
 
 /// A start-up configuration mistake (reported before listening).
@@ -69,6 +93,8 @@ pub enum ConfigError {
     Contract(String),
     #[error("cannot read the server secret from the database: {0}")]
     Secret(plinth_store::StoreError),
+    #[error("the token signing keys are unusable: {0}")]
+    Keys(String),
 }
 
 /// Builds the application router.
@@ -78,18 +104,57 @@ pub async fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError
     let contract = Contract::new(schema.clone()).map_err(ConfigError::Contract)?;
     let openapi = serde_json::to_vec(&plinth_contract::openapi(&schema)).unwrap_or_default();
     let cors = cors_layer(&config.cors_origins)?;
+    let rules = auth::Rules::compile(&schema)?;
+    let keys = Arc::new(auth::Keys::load(&store).await?);
+    auth::spawn_key_refresh(keys.clone(), store.clone());
     let state = AppState {
         store,
         contract: Arc::new(contract),
+        auth: Arc::new(config.auth.clone()),
         config: Arc::new(config),
         cursor_secret: Arc::new(cursor_secret),
         openapi: Arc::new(openapi),
+        keys,
+        rules: Arc::new(rules),
     };
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/docs", get(docs))
+        .route("/.well-known/jwks.json", get(identity::jwks))
+        .route("/v1/auth/signup", post(identity::signup))
+        .route("/v1/auth/signin", post(identity::signin))
+        .route("/v1/auth/refresh", post(identity::refresh))
+        .route("/v1/auth/signout", post(identity::signout))
+        .route("/v1/auth/me", get(identity::me))
+        .route("/v1/auth/password", post(identity::change_password))
+        .route("/v1/auth/events", get(identity::events))
+        .route(
+            "/v1/auth/sessions",
+            get(identity::sessions).delete(identity::revoke_all_sessions),
+        )
+        .route("/v1/auth/sessions/{id}", delete(identity::revoke_session))
+        .route(
+            "/v1/tenants",
+            get(identity::my_tenants).post(identity::create_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant}/members",
+            get(identity::members).post(identity::add_member),
+        )
+        .route(
+            "/v1/tenants/{tenant}/members/{user}",
+            axum::routing::patch(identity::change_member).delete(identity::remove_member),
+        )
+        .route(
+            "/v1/tenants/{tenant}/api-keys",
+            get(identity::api_keys).post(identity::create_api_key),
+        )
+        .route(
+            "/v1/tenants/{tenant}/api-keys/{id}",
+            delete(identity::revoke_api_key),
+        )
         .route("/v1/{collection}", get(records::list).post(records::create))
         .route(
             "/v1/{collection}/{id}",
@@ -105,9 +170,18 @@ pub async fn app(store: Store, config: HttpConfig) -> Result<Router, ConfigError
     // A panic in a handler becomes a 500 (rendered as problem+json by
     // `observe`), never a dropped connection.
     router = router.layer(tower_http::catch_panic::CatchPanicLayer::new());
-    if !state.config.rate_limits.is_empty() {
+    if state
+        .config
+        .rate_limits
+        .iter()
+        .any(|p| p.name == "read" || p.name == "write")
+    {
         router = router.layer(middleware::from_fn_with_state(state.clone(), rate_limit));
     }
+    router = router.layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
     Ok(router.layer(middleware::from_fn_with_state(state, observe)))
 }
 
@@ -144,6 +218,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ConfigError> {
                 header::IF_MATCH,
                 header::IF_NONE_MATCH,
                 REQUEST_ID,
+                TENANT_HEADER,
                 HeaderName::from_static("idempotency-key"),
             ])
             .expose_headers([REQUEST_ID, header::LOCATION, header::ETAG])
@@ -220,6 +295,13 @@ fn route_template(state: &AppState, path: &str) -> String {
     match parts.as_slice() {
         ["v1", c] if known(c) => format!("/v1/{c}"),
         ["v1", c, _] if known(c) => format!("/v1/{c}/{{id}}"),
+        ["v1", "auth", "sessions", _] => "/v1/auth/sessions/{id}".to_owned(),
+        ["v1", "auth", a] => format!("/v1/auth/{a}"),
+        [".well-known", "jwks.json"] => "/.well-known/jwks.json".to_owned(),
+        ["v1", "tenants"] => "/v1/tenants".to_owned(),
+        ["v1", "tenants", _, sub @ ("members" | "api-keys")] => format!("/v1/tenants/{{tenant}}/{sub}"),
+        ["v1", "tenants", _, "members", _] => "/v1/tenants/{tenant}/members/{user}".to_owned(),
+        ["v1", "tenants", _, "api-keys", _] => "/v1/tenants/{tenant}/api-keys/{id}".to_owned(),
         _ => "unmatched".to_owned(),
     }
 }
@@ -339,6 +421,7 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
         ApiError::TooManyRequests {
             policy: policy.name.clone(),
             retry_after_secs: decision.retry_after_secs,
+            limit: None,
         }
         .into_response()
     };
@@ -356,6 +439,27 @@ async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> 
         h.insert(HeaderName::from_static("ratelimit"), v);
     }
     res
+}
+
+/// Counts one request against the policy named `class` for `key`; a 429
+/// (with `Retry-After`) when it is exhausted. No such policy: no limit.
+pub(crate) async fn rate_limited(state: &AppState, class: &str, key: &str) -> Result<(), ApiError> {
+    let Some(policy) = state.config.rate_limits.iter().find(|p| p.name == class) else {
+        return Ok(());
+    };
+    let d = state
+        .store
+        .rate_limit(&format!("{class}:{key}"), policy)
+        .await?;
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::TooManyRequests {
+            policy: policy.name.clone(),
+            retry_after_secs: d.retry_after_secs,
+            limit: Some((policy.limit, policy.window_secs, d.remaining, d.reset_secs)),
+        })
+    }
 }
 
 /// Serves until `shutdown` completes, then stops accepting connections and

@@ -1,15 +1,17 @@
 //! `/v1/{collection}` and `/v1/{collection}/{id}`.
 
 use axum::body::{Body, Bytes};
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 
 use plinth_contract::{RecordBody, record_json};
-use plinth_domain::{Collection, filter, sort};
+use plinth_domain::{Action, Collection, Value, filter, sort};
 use plinth_store::StoreError;
 
+use crate::auth::{Principal, authorize, sign_in_required};
 use crate::error::ApiError;
 use crate::{AppState, cursor};
 
@@ -95,7 +97,7 @@ struct PageBody<'a> {
 
 /// Requires a JSON media type: `application/json`, or any `+json` type the
 /// route accepts (PATCH takes `application/merge-patch+json`).
-fn require_json(headers: &HeaderMap, allow_merge_patch: bool) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap, allow_merge_patch: bool) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -127,7 +129,7 @@ fn require_json(headers: &HeaderMap, allow_merge_patch: bool) -> Result<(), ApiE
 }
 
 /// Reads at most `limit` bytes and parses them as JSON.
-async fn read_json(body: Body, limit: usize) -> Result<Json, ApiError> {
+pub(crate) async fn read_json(body: Body, limit: usize) -> Result<Json, ApiError> {
     let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut source: Option<&dyn std::error::Error> = Some(&e);
         while let Some(s) = source {
@@ -246,10 +248,12 @@ fn query_error(param: &str, e: &plinth_domain::filter::FilterError) -> ApiError 
 
 pub async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(coll): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
+    let access = authorize(&state, &principal, c, Action::List)?;
     let p = parse_list_params(query.as_deref())?;
     let limit = parse_limit(p.limit.as_deref())?;
     let total = parse_bool("total", p.total.as_deref())?;
@@ -270,6 +274,9 @@ pub async fn list(
         }
     })?;
     let expand = name_list("expand", p.expand.as_deref(), |f| match c.field(f) {
+        Some(field) if field.collection.as_deref() == Some(plinth_domain::schema::USERS) => Err(
+            format!("`{f}` relates to user accounts, which cannot be expanded"),
+        ),
         Some(field) if field.collection.is_some() => Ok(()),
         Some(_) => Err(format!("`{f}` is not a relation field")),
         None => Err(format!("`{}` has no field `{f}`", c.name)),
@@ -292,6 +299,7 @@ pub async fn list(
         .store
         .list(
             &c.name,
+            &access,
             plinth_store::ListQuery {
                 filter,
                 sort: sort.clone(),
@@ -333,7 +341,7 @@ pub async fn list(
     }
     let mut items: Vec<Json> = page.records.iter().map(record_json).collect();
     if let Some(expand) = &expand {
-        expand_relations(&state, c, &page.records, expand, &mut items).await?;
+        expand_relations(&state, &principal, c, &page.records, expand, &mut items).await?;
     }
     if let Some(fields) = &fields {
         for item in &mut items {
@@ -352,6 +360,7 @@ pub async fn list(
 /// Adds `"expand": {"<field>": <record>}` to each item (one query per field).
 async fn expand_relations(
     state: &AppState,
+    principal: &Principal,
     c: &Collection,
     records: &[plinth_domain::Record],
     fields: &[String],
@@ -367,7 +376,15 @@ async fn expand_relations(
             .collect();
         ids.sort();
         ids.dedup();
-        let related = state.store.get_many(&target, ids).await?;
+        // Related records are read as the caller may read them: another
+        // tenant's, or ones the target's read rule hides, are never inlined.
+        let Some(tc) = state.store.schema().collection(&target) else {
+            continue;
+        };
+        let Ok(access) = authorize(state, principal, tc, Action::Read) else {
+            continue;
+        };
+        let related = state.store.get_many(&target, &access, ids).await?;
         for (record, item) in records.iter().zip(items.iter_mut()) {
             let Some(id) = record.get(name).and_then(|v| v.as_str()) else {
                 continue;
@@ -385,18 +402,41 @@ async fn expand_relations(
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(coll): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
+    let access = authorize(&state, &principal, c, Action::Create)?;
     require_json(&headers, false)?;
     let input = read_json(body, state.config.max_body_bytes).await?;
-    let fields = state
+    let mut fields = state
         .contract
         .validate_create(c, &input)
         .map_err(ApiError::Validation)?;
-    let record = state.store.insert(&c.name, fields).await?;
+    // Owner fields take the signed-in user, whatever the body said (the
+    // contract refuses them in bodies anyway).
+    for f in c.fields.iter().filter(|f| f.server_set()) {
+        let owner = principal.user_id().map(|u| Value::Text(u.to_owned()));
+        if f.required && owner.is_none() {
+            return Err(if principal.is_anonymous() {
+                sign_in_required(format!(
+                    "`{}` records record their creator in `{}`: sign in as a user",
+                    c.name, f.name
+                ))
+            } else {
+                ApiError::Forbidden(format!(
+                    "`{}` records record their creator in `{}`; an API key is not a user",
+                    c.name, f.name
+                ))
+            });
+        }
+        if let Some(slot) = fields.iter_mut().find(|(n, _)| *n == f.name) {
+            slot.1 = owner.unwrap_or(Value::Null);
+        }
+    }
+    let record = state.store.insert(&c.name, &access, fields).await?;
     let mut r = announce(
         record_response(StatusCode::CREATED, &record),
         deprecation_of(c, |_| true),
@@ -526,12 +566,14 @@ fn changed_since() -> ApiError {
 
 pub async fn get(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((coll, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
+    let access = authorize(&state, &principal, c, Action::Read)?;
     let id = record_id(&id)?;
-    let record = state.store.get(&c.name, &id).await?;
+    let record = state.store.get(&c.name, &access, &id).await?;
     if let Some(tags) = entity_tags(&headers, header::IF_MATCH)
         && !if_match_holds(&tags, &record.etag())
     {
@@ -552,11 +594,13 @@ pub async fn get(
 
 pub async fn patch(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((coll, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let c = collection(&state, &coll)?.clone();
+    let access = authorize(&state, &principal, &c, Action::Update)?;
     let id = record_id(&id)?;
     require_json(&headers, true)?;
     let patch = read_json(body, state.config.max_body_bytes).await?;
@@ -566,7 +610,7 @@ pub async fn patch(
     // the record as it is at that moment.
     let outcome = state
         .store
-        .modify(&name, &id, move |current| {
+        .modify(&name, &access, &id, move |current| {
             preconditions(&headers, current)?;
             contract
                 .apply_patch(&c, current, &patch)
@@ -587,19 +631,21 @@ pub async fn patch(
 
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((coll, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
     let c = collection(&state, &coll)?;
+    let access = authorize(&state, &principal, c, Action::Delete)?;
     let id = record_id(&id)?;
     let expected =
         if headers.contains_key(header::IF_MATCH) || headers.contains_key(header::IF_NONE_MATCH) {
-            let current = state.store.get(&c.name, &id).await?;
+            let current = state.store.get(&c.name, &access, &id).await?;
             preconditions(&headers, &current)?
         } else {
             None
         };
-    match state.store.delete(&c.name, &id, expected).await {
+    match state.store.delete(&c.name, &access, &id, expected).await {
         Ok(()) => Ok(announce(
             StatusCode::NO_CONTENT.into_response(),
             c.deprecation.as_ref(),

@@ -656,7 +656,7 @@ d = { type = "date" }
                     ("e".into(), opt(e.clone().map(Value::Text))),
                     ("d".into(), opt(d.clone().map(Value::Text))),
                 ];
-                rt.block_on(db.writer.write(move |tx| writer_db.insert(tx, "t", fields)))
+                rt.block_on(db.writer.write(move |tx| writer_db.insert(tx, "t", &crate::Access::operator(), fields)))
                     .expect("insert")
             })
             .collect()
@@ -677,7 +677,11 @@ d = { type = "date" }
         let mut q = sea_query::Query::select();
         q.column(sea_query::Alias::new("id"))
             .from(sea_query::Alias::new("t"));
-        super::apply(&mut q, "t", &query, crate::ddl::Dialect::Postgres);
+        let scope = super::Scope {
+            cond: sea_query::Condition::all(),
+            tenant: None,
+        };
+        super::apply(&mut q, "t", &scope, &query, crate::ddl::Dialect::Postgres);
         let sql = q.to_string(sea_query::PostgresQueryBuilder);
         assert!(
             sql.contains(r#"ORDER BY "t"."created_at" DESC NULLS LAST, "t"."id" DESC NULLS LAST"#),
@@ -701,7 +705,7 @@ d = { type = "date" }
             let mut after = None;
             loop {
                 let q = ListQuery { filter: Some(f.clone()), sort: s.clone(), after: after.clone(), limit: page, total: true };
-                let p = db.list("t", &q).expect("list");
+                let p = db.list("t", &crate::Access::operator(), &q).expect("list");
                 prop_assert_eq!(p.total, Some(want.len() as u64));
                 got.extend(p.records.iter().map(|r| r.id.clone()));
                 match (p.more, p.records.last()) {
@@ -787,7 +791,7 @@ d = { type = "date" }
                         ("e".into(), opt(e.clone().map(Value::Text))),
                         ("d".into(), opt(d.clone().map(Value::Text))),
                     ];
-                    let r = store.insert("t", fields).await;
+                    let r = store.insert("t", &crate::Access::operator(), fields).await;
                     match r {
                         Ok(r) => records.push(r),
                         // NUL-free strings only; anything else is a bug.
@@ -808,7 +812,7 @@ d = { type = "date" }
                         total: true,
                     };
                     let p = store
-                        .list("t", q)
+                        .list("t", &crate::Access::operator(), q)
                         .await
                         .map_err(|e| TestCaseError::fail(format!("list: {e}")))?;
                     prop_assert_eq!(p.total, Some(want.len() as u64));

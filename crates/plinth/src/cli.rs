@@ -39,6 +39,33 @@ enum Command {
     /// Work with OpenAPI contracts (`plinth contract diff`).
     #[command(subcommand)]
     Contract(crate::contract_cmd::ContractCommand),
+    /// Access-token signing keys: `plinth keys rotate`.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key current. Tokens signed by older keys stay valid
+    /// until they expire; keys superseded longer ago than the access-token
+    /// lifetime are deleted. Running servers pick the new key up within a minute.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args)]
+struct RotateArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    tokens: TokenArgs,
+}
+
+/// Access-token settings shared by `serve` and `keys rotate`.
+#[derive(Args)]
+struct TokenArgs {
+    /// Seconds an access token (JWT) is valid.
+    #[arg(long, env = "PLINTH_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    access_token_ttl: u64,
 }
 
 #[derive(Args)]
@@ -114,6 +141,35 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    #[command(flatten)]
+    tokens: TokenArgs,
+    /// `iss` of access tokens (e.g. the public base URL).
+    #[arg(long, env = "PLINTH_TOKEN_ISSUER", default_value = "plinth")]
+    token_issuer: String,
+    /// `aud` of access tokens.
+    #[arg(long, env = "PLINTH_TOKEN_AUDIENCE", default_value = "plinth")]
+    token_audience: String,
+    /// Seconds a refresh token stays usable without being used.
+    #[arg(long, env = "PLINTH_REFRESH_IDLE_TTL", default_value_t = 14 * 24 * 3600)]
+    refresh_idle_ttl: u64,
+    /// Seconds a session lives at most, however often it is refreshed.
+    #[arg(long, env = "PLINTH_REFRESH_ABSOLUTE_TTL", default_value_t = 90 * 24 * 3600)]
+    refresh_absolute_ttl: u64,
+    /// Fewest characters a password may have.
+    #[arg(long, env = "PLINTH_PASSWORD_MIN_LENGTH", default_value_t = 12)]
+    password_min_length: usize,
+    /// A file of known-breached passwords (one per line, `#` comments) to refuse.
+    #[arg(long, env = "PLINTH_BREACHED_PASSWORDS")]
+    breached_passwords: Option<PathBuf>,
+    /// `open`: anyone may sign up; `closed`: POST /v1/auth/signup answers 403.
+    #[arg(long, env = "PLINTH_SIGNUP", value_enum, default_value_t = Signup::Open)]
+    signup: Signup,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Signup {
+    Open,
+    Closed,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +193,7 @@ pub fn main() -> ExitCode {
         Command::Explain(a) => explain(a),
         Command::Contract(c) => crate::contract_cmd::run(c),
         Command::Migrate(c) => crate::migrate_cmd::run(c),
+        Command::Keys(KeysCommand::Rotate(a)) => rotate_keys(a),
     };
     match result {
         Ok(code) => code,
@@ -345,7 +402,11 @@ fn explain(args: ExplainArgs) -> Result<ExitCode> {
         let Some(store) = open_store_in(&args.data, &dir, schema, false).await? else {
             return anyhow::Ok(None);
         };
-        Ok(Some(store.explain(&c.name, query).await?))
+        Ok(Some(
+            store
+                .explain(&c.name, &plinth_store::Access::operator(), query)
+                .await?,
+        ))
     })?;
     let Some((sql, plan)) = explained else {
         return Ok(ExitCode::FAILURE);
@@ -464,12 +525,41 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         .map(|o| o.trim().to_owned())
         .filter(|o| !o.is_empty())
         .collect();
-    let rate_limits = plinth_domain::ratelimit::parse_policies(&args.rate_limits)
+    let mut rate_limits = plinth_domain::ratelimit::parse_policies(&args.rate_limits)
         .map_err(|e| anyhow::anyhow!("--rate-limits {e}"))?;
+    for d in plinth_http::default_auth_limits() {
+        if !rate_limits.iter().any(|p| p.name == d.name) {
+            rate_limits.push(d);
+        }
+    }
+    let breached = match &args.breached_passwords {
+        Some(path) => Some(
+            plinth_auth::PasswordPolicy::load_breached(path)
+                .map_err(|e| anyhow::anyhow!("--breached-passwords {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    if args.password_min_length < 8 {
+        anyhow::bail!("--password-min-length must be at least 8");
+    }
+    let auth = plinth_http::AuthConfig {
+        issuer: args.token_issuer.clone(),
+        audience: args.token_audience.clone(),
+        access_ttl: Duration::from_secs(args.tokens.access_token_ttl.max(1)),
+        refresh_idle: Duration::from_secs(args.refresh_idle_ttl.max(1)),
+        refresh_absolute: Duration::from_secs(args.refresh_absolute_ttl.max(1)),
+        password_policy: plinth_auth::PasswordPolicy {
+            min_len: args.password_min_length,
+            breached,
+            ..plinth_auth::PasswordPolicy::default()
+        },
+        signup: args.signup == Signup::Open,
+    };
     let http = plinth_http::HttpConfig {
         max_body_bytes: args.max_body_bytes,
         cors_origins: origins,
         rate_limits,
+        auth,
     };
     // Refuse bad settings before touching the data directory.
     http.validate()?;
@@ -499,6 +589,38 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         )
         .await?;
         tracing::info!("shutdown complete");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn rotate_keys(args: RotateArgs) -> Result<ExitCode> {
+    let Some(schema) = load_schema(&args.data.schema.schema)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let Some(store) = open_store(&args.data, schema, false).await? else {
+            return Ok(ExitCode::FAILURE);
+        };
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+        .unwrap_or(i64::MAX);
+        let key = plinth_http::new_stored_key(now).map_err(|e| anyhow::anyhow!(e))?;
+        let kid = key.kid.clone();
+        store.add_signing_key(key).await?;
+        // Keys superseded longer ago than a token lives (plus clock leeway) sign nothing valid.
+        let ttl = i64::try_from(args.tokens.access_token_ttl).unwrap_or(i64::MAX);
+        let pruned = store
+            .prune_signing_keys(now.saturating_sub(ttl.saturating_add(60)))
+            .await?;
+        println!("new signing key {kid} is current; {pruned} expired key(s) deleted");
+        println!("running servers use it within a minute; tokens signed by older keys stay valid until they expire");
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

@@ -105,6 +105,18 @@ pub fn now_timestamp() -> String {
     format_ts(OffsetDateTime::now_utc())
 }
 
+/// A Unix time (seconds) in the canonical timestamp form.
+pub fn timestamp_of_unix(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs).map_or_else(|_| String::new(), format_ts)
+}
+
+/// An RFC 3339 date-time (any offset) as Unix seconds.
+pub fn datetime_unix(s: &str) -> Option<i64> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
+}
+
 /// Today's date (UTC) as `YYYY-MM-DD`.
 pub fn today() -> String {
     let d = OffsetDateTime::now_utc().date();

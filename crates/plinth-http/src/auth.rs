@@ -209,14 +209,14 @@ impl Keys {
             ring.verify(token, &cfg.issuer, &cfg.audience, now())
         };
         match attempt() {
-            Err(TokenError::UnknownKid) => {
+            Err(TokenError::UnknownKid { kid }) => {
                 let due = self
                     .last_reload
                     .lock()
                     .map(|t| t.elapsed() >= MIN_RELOAD_GAP)
                     .unwrap_or(false);
                 if !due {
-                    return Err(TokenError::UnknownKid);
+                    return Err(TokenError::UnknownKid { kid });
                 }
                 self.reload(store).await;
                 attempt()
@@ -313,8 +313,8 @@ pub(crate) fn sign_in_required(detail: impl Into<String>) -> ApiError {
     }
 }
 
-fn tenant_header(req: &Request) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers().get(&TENANT_HEADER) else {
+fn tenant_header(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(&TENANT_HEADER) else {
         return Ok(None);
     };
     let s = v.to_str().unwrap_or("");
@@ -333,7 +333,7 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match principal_of(&state, &req).await {
+    match principal_of(&state, req.headers()).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -342,9 +342,12 @@ pub(crate) async fn authenticate(
     }
 }
 
-async fn principal_of(state: &AppState, req: &Request) -> Result<Principal, ApiError> {
-    let header_tenant = tenant_header(req)?;
-    let Some(auth) = req.headers().get(header::AUTHORIZATION) else {
+async fn principal_of(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let header_tenant = tenant_header(headers)?;
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
         return Ok(Principal::Anonymous {
             tenant: header_tenant,
         });
@@ -480,22 +483,14 @@ pub(crate) fn authorize(
         )));
     }
     let perm = c.permissions.get(action);
-    // Inside a tenant-scoped collection, anything beyond `public` needs
-    // membership of the tenant.
-    if c.tenant_scoped && *perm != Permission::Public && principal.role().is_none() {
-        return Err(if principal.is_anonymous() {
-            sign_in_required(format!("sign in to {} `{}`", action.as_str(), c.name))
-        } else {
-            ApiError::Forbidden(format!(
-                "you are not a member of tenant {}",
-                tenant.as_deref().unwrap_or("")
-            ))
-        });
-    }
     let resolved = match perm {
         Permission::Nobody => Resolved::Deny,
         Permission::Public => Resolved::Allow,
         Permission::Authenticated if principal.is_anonymous() => Resolved::Deny,
+        // In a tenant-scoped collection, "signed in" means "a member of the tenant".
+        Permission::Authenticated if c.tenant_scoped && principal.role().is_none() => {
+            return Err(not_a_member(tenant.as_deref()));
+        }
         Permission::Authenticated => Resolved::Allow,
         Permission::Roles(roles) => match principal.role() {
             Some(r) if roles.iter().any(|x| x == r) => Resolved::Allow,
@@ -512,6 +507,9 @@ pub(crate) fn authorize(
         Resolved::Deny if principal.is_anonymous() && *perm != Permission::Nobody => Err(
             sign_in_required(format!("sign in to {} `{}`", action.as_str(), c.name)),
         ),
+        Resolved::Deny if c.tenant_scoped && principal.role().is_none() => {
+            Err(not_a_member(principal.tenant()))
+        }
         Resolved::Deny => Err(ApiError::Forbidden(format!(
             "you may not {} `{}`",
             action.as_str(),
@@ -520,11 +518,11 @@ pub(crate) fn authorize(
     }
 }
 
-/// The principal the `authenticate` middleware stored (anonymous if none).
-pub(crate) fn principal(ext: &axum::http::Extensions) -> Principal {
-    ext.get::<Principal>()
-        .cloned()
-        .unwrap_or(Principal::Anonymous { tenant: None })
+fn not_a_member(tenant: Option<&str>) -> ApiError {
+    ApiError::Forbidden(format!(
+        "you are not a member of tenant {}",
+        tenant.unwrap_or("")
+    ))
 }
 
 /// A `WWW-Authenticate` value.

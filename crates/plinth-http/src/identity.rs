@@ -12,6 +12,15 @@ use serde_json::{Value as Json, json};
 use plinth_store::{MemberChange, NewApiKey, NewSession, Refresh, StoreError};
 
 use crate::auth::{Principal, hex, invalid_token, now, secs, sign_in_required};
+
+/// Unix seconds as an RFC 3339 timestamp (as records show them).
+fn ts(secs: i64) -> String {
+    plinth_domain::value::timestamp_of_unix(secs)
+}
+
+fn opt_ts(secs: Option<i64>) -> Option<String> {
+    secs.map(ts)
+}
 use crate::error::ApiError;
 use crate::records::{read_json, require_json};
 use crate::{AppState, rate_limited};
@@ -196,7 +205,7 @@ pub(crate) async fn signup(
     };
     let body = start_session(&state, &user.id, None, &headers, &ip).await?;
     let mut body = body;
-    body["user"] = json!({"id": user.id, "email": user.email, "created_at": user.created_at});
+    body["user"] = json!({"id": user.id, "email": user.email, "created_at": ts(user.created_at)});
     Ok(json_response(StatusCode::CREATED, &body))
 }
 
@@ -259,7 +268,7 @@ pub(crate) async fn signin(
     };
     let tenant = check_tenant_choice(&state, &user.id, b.tenant_id.as_deref()).await?;
     let mut body = start_session(&state, &user.id, tenant, &headers, &ip).await?;
-    body["user"] = json!({"id": user.id, "email": user.email, "created_at": user.created_at});
+    body["user"] = json!({"id": user.id, "email": user.email, "created_at": ts(user.created_at)});
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -341,7 +350,7 @@ pub(crate) async fn me(State(state): State<AppState>, Extension(p): Extension<Pr
                 StatusCode::OK,
                 &json!({
                     "kind": "user",
-                    "user": {"id": user_id, "email": email, "created_at": user.map(|u| u.user.created_at)},
+                    "user": {"id": user_id, "email": email, "created_at": user.map(|u| ts(u.user.created_at))},
                     "session_id": session_id,
                     "tenant_id": tenant,
                     "role": role,
@@ -375,9 +384,9 @@ pub(crate) async fn sessions(
                 "current": s.id == current,
                 "user_agent": s.user_agent,
                 "ip": s.ip,
-                "created_at": s.created_at,
-                "last_used_at": s.last_used_at,
-                "expires_at": s.expires_at,
+                "created_at": ts(s.created_at),
+                "last_used_at": ts(s.last_used_at),
+                "expires_at": ts(s.expires_at),
             })
         })
         .collect();
@@ -491,7 +500,7 @@ pub(crate) async fn events(
     let list = state.store.security_events(user).await?;
     let items: Vec<Json> = list
         .iter()
-        .map(|e| json!({"id": e.id, "at": e.at, "kind": e.kind, "session_id": e.session_id, "ip": e.ip, "detail": e.detail}))
+        .map(|e| json!({"id": e.id, "at": ts(e.at), "kind": e.kind, "session_id": e.session_id, "ip": e.ip, "detail": e.detail}))
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
@@ -536,7 +545,7 @@ pub(crate) async fn create_tenant(
     let t = state.store.create_tenant(name, &user, now()).await?;
     let mut r = json_response(
         StatusCode::CREATED,
-        &json!({"id": t.id, "name": t.name, "created_at": t.created_at, "role": "owner"}),
+        &json!({"id": t.id, "name": t.name, "created_at": ts(t.created_at), "role": "owner"}),
     );
     if let Ok(loc) = format!("/v1/tenants/{}", t.id).parse() {
         r.headers_mut().insert(header::LOCATION, loc);
@@ -552,7 +561,7 @@ pub(crate) async fn my_tenants(
     let list = state.store.tenants_of(user).await?;
     let items: Vec<Json> = list
         .iter()
-        .map(|(t, r)| json!({"id": t.id, "name": t.name, "created_at": t.created_at, "role": r}))
+        .map(|(t, r)| json!({"id": t.id, "name": t.name, "created_at": ts(t.created_at), "role": r}))
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
@@ -598,7 +607,7 @@ pub(crate) async fn members(
     let list = state.store.members(&tenant.to_ascii_lowercase()).await?;
     let items: Vec<Json> = list
         .iter()
-        .map(|m| json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": m.created_at}))
+        .map(|m| json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": ts(m.created_at)}))
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
@@ -637,7 +646,7 @@ pub(crate) async fn add_member(
     {
         MemberChange::Done(m) => Ok(json_response(
             StatusCode::CREATED,
-            &json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": m.created_at}),
+            &json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": ts(m.created_at)}),
         )),
         MemberChange::NoSuchUser => Err(field_error(
             "email",
@@ -689,7 +698,7 @@ fn member_outcome(change: MemberChange, status: StatusCode) -> ApiResult {
         }
         MemberChange::Done(m) => Ok(json_response(
             status,
-            &json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": m.created_at}),
+            &json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": ts(m.created_at)}),
         )),
         MemberChange::NoSuchUser => Err(ApiError::NotFound("no member with this user id".into())),
         MemberChange::AlreadyMember => Err(ApiError::Internal),
@@ -744,9 +753,9 @@ pub(crate) async fn remove_member(
 pub(crate) struct NewKey {
     name: String,
     role: String,
-    /// Unix seconds.
+    /// RFC 3339 date-time.
     #[serde(default)]
-    expires_at: Option<i64>,
+    expires_at: Option<String>,
 }
 
 fn key_json(k: &plinth_store::ApiKey) -> Json {
@@ -756,10 +765,10 @@ fn key_json(k: &plinth_store::ApiKey) -> Json {
         "role": k.role,
         "prefix": k.prefix,
         "created_by": k.created_by,
-        "created_at": k.created_at,
-        "expires_at": k.expires_at,
-        "last_used_at": k.last_used_at,
-        "revoked_at": k.revoked_at,
+        "created_at": ts(k.created_at),
+        "expires_at": opt_ts(k.expires_at),
+        "last_used_at": opt_ts(k.last_used_at),
+        "revoked_at": opt_ts(k.revoked_at),
     })
 }
 
@@ -794,12 +803,18 @@ pub(crate) async fn create_api_key(
         ));
     }
     let t = now();
-    if b.expires_at.is_some_and(|e| e <= t) {
-        return Err(field_error(
-            "expires_at",
-            "past",
-            "must be in the future (Unix seconds)",
-        ));
+    let expires_at = match b.expires_at.as_deref() {
+        None => None,
+        Some(s) => Some(plinth_domain::value::datetime_unix(s).ok_or_else(|| {
+            field_error(
+                "expires_at",
+                "format",
+                "must be an RFC 3339 date-time, e.g. 2027-01-01T00:00:00Z",
+            )
+        })?),
+    };
+    if expires_at.is_some_and(|e| e <= t) {
+        return Err(field_error("expires_at", "past", "must be in the future"));
     }
     let parts = plinth_auth::new_api_key().map_err(|_| ApiError::Internal)?;
     let key = state
@@ -812,7 +827,7 @@ pub(crate) async fn create_api_key(
             secret_hash: hex(&parts.secret_hash),
             created_by: p.user_id().unwrap_or("").to_owned(),
             now: t,
-            expires_at: b.expires_at,
+            expires_at,
         })
         .await?;
     let mut body = key_json(&key);

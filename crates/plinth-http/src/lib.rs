@@ -457,7 +457,12 @@ pub(crate) async fn rate_limited(state: &AppState, class: &str, key: &str) -> Re
         Err(ApiError::TooManyRequests {
             policy: policy.name.clone(),
             retry_after_secs: d.retry_after_secs,
-            limit: Some((policy.limit, policy.window_secs, d.remaining, d.reset_secs)),
+            limit: Some((
+                policy.limit,
+                policy.window_secs,
+                u64::from(d.remaining),
+                d.reset_secs,
+            )),
         })
     }
 }

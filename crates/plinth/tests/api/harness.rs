@@ -30,8 +30,14 @@ pub fn example_schema_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/blog/plinth.toml")
 }
 
+/// The blog the core API tests run on: the example's posts and comments,
+/// open to anyone (`tests/api/fixtures/public_blog.toml`). The shipped example
+/// (`example_schema_path`) adds tenants, roles and owners; `auth.rs` tests it.
 pub fn example_schema() -> String {
-    std::fs::read_to_string(example_schema_path()).expect("read examples/blog/plinth.toml")
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/fixtures/public_blog.toml"),
+    )
+    .expect("read tests/api/fixtures/public_blog.toml")
 }
 
 /// A temp dir with `plinth.toml` and `data/`, removed at the end of the test.

@@ -193,7 +193,9 @@ mod tests {
             format!("plk_abcd-234_{secret}"),
             format!("plk_abcd1234-{secret}"),
             format!("plk_abcd1234_{}", &secret[..42]),
-            format!("plk_abcd1234__{}", &secret[..42]),
+            // One character too many (a leading `_` is legal base64url, so
+            // `_` + 42 characters could be a valid key: not a bad case).
+            format!("plk_abcd1234__{secret}"),
             format!("plk_abcd1234_{}=", &secret[..42]),
             format!("plk_abcd1234_{}+", &secret[..42]),
             format!("plk_abcd1234_{}/", &secret[..42]),

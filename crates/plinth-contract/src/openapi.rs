@@ -139,7 +139,11 @@ fn list_parameters(c: &Collection) -> Json {
         .map(|s| (*s).to_owned())
         .collect();
     fields.extend(c.fields.iter().map(|f| f.name.clone()));
-    let relations: Vec<&str> = c.relations().map(|(f, _)| f.name.as_str()).collect();
+    let relations: Vec<&str> = c
+        .relations()
+        .filter(|(_, t)| *t != plinth_domain::schema::USERS)
+        .map(|(f, _)| f.name.as_str())
+        .collect();
     let mut params = vec![
         json!({"$ref": "#/components/parameters/Limit"}),
         json!({

@@ -476,7 +476,7 @@ impl Session {
                 cat.tables.push((t, cols));
             }
             let mut st = conn
-                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'")
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%' AND name NOT LIKE '\\_plinth%' ESCAPE '\\'")
                 .map_err(map_sqlite)?;
             cat.indexes = st
                 .query_map([], |r| r.get(0))
@@ -498,7 +498,7 @@ impl Session {
             }
             // Constraint-backed indexes (primary keys, unique columns) are not Plinth's names.
             cat.indexes = sqlx::query_scalar(
-                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND indexname NOT IN (SELECT conname FROM pg_constraint) AND indexname NOT LIKE '\\_plinth%'",
             )
             .fetch_all(&mut *conn)
             .await
@@ -521,6 +521,7 @@ impl Session {
             };
             let want: Vec<&str> = ["id", "created_at", "updated_at", "version"]
                 .into_iter()
+                .chain(c.tenant_scoped.then_some(crate::ddl::TENANT_COLUMN))
                 .chain(c.fields.iter().map(|f| f.name.as_str()))
                 .collect();
             for w in &want {

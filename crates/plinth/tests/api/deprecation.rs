@@ -9,8 +9,22 @@ const SCHEMA: &str = r#"
 [collections.legacy]
 deprecated = "2026-11-01"
 sunset = "2027-06-30"
+[collections.legacy.permissions]
+list = "public"
+read = "public"
+create = "public"
+update = "public"
+delete = "public"
+
 [collections.legacy.fields]
 name = { type = "text" }
+
+[collections.items.permissions]
+list = "public"
+read = "public"
+create = "public"
+update = "public"
+delete = "public"
 
 [collections.items.fields]
 title = { type = "text" }

@@ -5,6 +5,13 @@ use serde_json::json;
 use crate::harness::{Env, on_postgres, run_cli};
 
 const SCHEMA: &str = r#"
+[collections.items.permissions]
+list = "public"
+read = "public"
+create = "public"
+update = "public"
+delete = "public"
+
 [collections.items.fields]
 code = { type = "text", unique = true }
 a    = { type = "text" }
@@ -16,6 +23,13 @@ owner = { type = "relation", collection = "owners" }
 [[collections.items.indexes]]
 fields = ["a", "b"]
 unique = true
+
+[collections.owners.permissions]
+list = "public"
+read = "public"
+create = "public"
+update = "public"
+delete = "public"
 
 [collections.owners.fields]
 name = { type = "text" }
@@ -37,7 +51,7 @@ async fn a_datetime_past_year_9999_in_utc_is_a_422_not_a_panic() {
     r.expect_status(400);
     // The schema checker refuses such a default instead of crashing.
     let env2 = Env::with_schema(
-        "[collections.p.fields]\nt = { type = \"datetime\", default = \"9999-12-31T23:59:59-01:00\" }\n",
+        "[collections.p]\npermissions = \"public\"\n[collections.p.fields]\nt = { type = \"datetime\", default = \"9999-12-31T23:59:59-01:00\" }\n",
     );
     let schema = env2.schema_path();
     let out = run_cli(

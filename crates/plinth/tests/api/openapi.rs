@@ -35,7 +35,9 @@ async fn openapi_json_matches_snapshot() {
 
 #[tokio::test]
 async fn served_contract_equals_the_openapi_command_output() {
-    let env = Env::new();
+    let env = Env::with_schema(
+        &std::fs::read_to_string(example_schema_path()).expect("read the example"),
+    );
     let s = env.start().await;
     let served = s.get("/v1/openapi.json").await.ok();
     let path = example_schema_path();

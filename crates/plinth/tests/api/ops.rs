@@ -117,7 +117,19 @@ async fn one_json_log_line_per_request_without_bodies_or_ids() {
     let body_secret = "sekrit-body-7f3a9c";
     let meta_secret = "sekrit-meta-2b8e41";
     let query_secret = "sekrit-query-55d0aa";
-    let header_secret = "sekrit-header-9e1c07";
+    // A real access token: the request must succeed and the token must not
+    // appear in any log line.
+    let signup = s
+        .post(
+            "/v1/auth/signup",
+            &json!({"email": "logs@example.com", "password": "a long enough password"}),
+        )
+        .await;
+    let token = signup.created()["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let header_secret = token.as_str();
 
     let r = s
         .send(

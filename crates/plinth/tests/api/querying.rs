@@ -181,6 +181,13 @@ async fn pagination_is_stable_under_concurrent_inserts_and_deletes() {
 }
 
 const TYPES_SCHEMA: &str = r#"
+[collections.items.permissions]
+list = "public"
+read = "public"
+create = "public"
+update = "public"
+delete = "public"
+
 [collections.items.fields]
 title = { type = "text", required = true }
 n     = { type = "integer" }
@@ -193,6 +200,13 @@ mail  = { type = "email" }
 link  = { type = "url" }
 meta  = { type = "json" }
 owner = { type = "relation", collection = "owners" }
+
+[collections.owners.permissions]
+list = "public"
+read = "public"
+create = "public"
+update = "public"
+delete = "public"
 
 [collections.owners.fields]
 name = { type = "text", required = true }

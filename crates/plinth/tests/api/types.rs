@@ -478,6 +478,13 @@ async fn validation_reports_every_invalid_field() {
 /// defaults, `now`/`today` defaults, integer `max`, unbounded integers and
 /// numbers, length limits on url/email, and a self-relation.
 const ITEMS_SCHEMA: &str = r#"
+[collections.items.permissions]
+list = "public"
+read = "public"
+create = "public"
+update = "public"
+delete = "public"
+
 [collections.items.fields]
 name    = { type = "text", required = true, min_length = 2 }
 count   = { type = "integer", required = true, default = 1, max = 10 }

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod auth;
 mod cli;
 mod concurrency;
 mod contract_diff;

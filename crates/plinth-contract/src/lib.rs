@@ -5,6 +5,7 @@
 //! (`plinth openapi`, `plinth contract diff`) can use it. It knows JSON
 //! but neither HTTP nor SQL.
 
+mod auth_paths;
 pub mod diff;
 pub mod json_schema;
 pub mod openapi;

@@ -930,7 +930,7 @@ fn checks_for(step: &Step, applied: &Schema, steps: &[Step]) -> Vec<Check> {
                 collection,
                 Expr::cust("1 = 1"),
                 format!(
-                    "would all get the same default for the unique field `{}`",
+                    "would share the default of the unique field `{}`",
                     field.name
                 ),
                 "add it optional, give the records distinct values, then make it required".into(),
@@ -1020,7 +1020,7 @@ fn alter_checks(t: &str, from: &Field, to: &Field, applied: &Schema) -> Vec<Chec
             let mut check = Check::rows(
                 t,
                 col(c).is_null(),
-                format!("have no {shown} value and would all get the same default"),
+                format!("have no {shown} value and would share the default of a unique field"),
                 "give them distinct values first".into(),
             );
             check.at_least = 2;

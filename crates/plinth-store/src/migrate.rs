@@ -67,8 +67,9 @@ pub struct PlannedStep {
     pub note: Option<String>,
     /// What the data checks found, when it does not block the step.
     pub findings: Vec<String>,
-    /// Why the step cannot run as planned (found by looking at the data).
-    pub blocker: Option<String>,
+    /// Why the step cannot run as planned (found by looking at the data),
+    /// one line per failed check; empty when it can run.
+    pub blockers: Vec<String>,
     /// The data checks, run again inside the apply transaction.
     checks: Vec<Check>,
 }
@@ -667,7 +668,15 @@ impl ValueKind {
     fn accepts(self, s: &str) -> bool {
         match self {
             ValueKind::Integer => s.parse::<i64>().is_ok(),
-            ValueKind::Number => s.parse::<f64>().is_ok_and(f64::is_finite),
+            // Finite, and not a non-zero number too small for a double
+            // (PostgreSQL refuses those where Rust rounds them to zero).
+            ValueKind::Number => s.parse::<f64>().is_ok_and(|v| {
+                v.is_finite()
+                    && (v != 0.0
+                        || s.split(['e', 'E'])
+                            .next()
+                            .is_some_and(|m| !m.bytes().any(|b| (b'1'..=b'9').contains(&b))))
+            }),
             ValueKind::Email => plinth_domain::value::is_email(s),
             ValueKind::Url => plinth_domain::value::is_http_url(s),
             // Stored as text on SQLite: only Plinth's own form converts to the
@@ -1181,14 +1190,6 @@ async fn run_check_pg(conn: &mut sqlx::PgConnection, check: &Check) -> Result<Fo
     Ok(found)
 }
 
-/// The first check of `plan` the data fails, as the reason.
-fn first_blocker(results: &[(&Check, Found)]) -> Option<String> {
-    results
-        .iter()
-        .find(|(c, f)| c.blocked_by(f))
-        .map(|(c, f)| c.report(f))
-}
-
 /// The PostgreSQL constraints on one column: (name, kind: c, u or f).
 async fn pg_constraints(
     conn: &mut sqlx::PgConnection,
@@ -1390,7 +1391,11 @@ impl Session {
                 let found = self.run_check(c).await?;
                 results.push((c, found));
             }
-            let blocker = first_blocker(&results);
+            let blockers = results
+                .iter()
+                .filter(|(c, f)| c.blocked_by(f))
+                .map(|(c, f)| c.report(f))
+                .collect();
             let findings = results
                 .iter()
                 .filter(|(c, f)| !c.blocked_by(f))
@@ -1402,7 +1407,7 @@ impl Session {
                 sql,
                 note,
                 findings,
-                blocker,
+                blockers,
                 checks,
             });
         }
@@ -1828,7 +1833,10 @@ mod tests {
         }))
         .expect("session");
         let (applied, planned) = plan_for(&mut session, &wanted);
-        assert!(planned.iter().all(|p| p.blocker.is_none()), "{planned:#?}");
+        assert!(
+            planned.iter().all(|p| p.blockers.is_empty()),
+            "{planned:#?}"
+        );
         assert_eq!(
             planned[0].findings,
             ["0 records of `posts` have a `n` value that is not an integer"]
@@ -2037,6 +2045,9 @@ mod tests {
         assert!(ValueKind::Integer.accepts("-12"));
         assert!(!ValueKind::Integer.accepts("1.5"));
         assert!(!ValueKind::Number.accepts("NaN"));
+        assert!(!ValueKind::Number.accepts("1e-400"));
+        assert!(ValueKind::Number.accepts("-0.0e5"));
+        assert!(ValueKind::Number.accepts(".5"));
         assert!(ValueKind::Datetime.accepts("2026-01-02T03:04:05.000000Z"));
         assert!(!ValueKind::Datetime.accepts("2026-01-02T03:04:05Z"));
         assert!(ValueKind::Date.accepts("2026-01-02"));

@@ -178,11 +178,11 @@ async fn plan_or_apply(data: &DataArgs, mode: Mode) -> Result<ExitCode> {
         for f in &p.findings {
             println!("   check: {f}");
         }
-        if let Some(b) = &p.blocker {
+        for b in &p.blockers {
             println!("   BLOCKED: {b}");
         }
     }
-    let blocked = planned.iter().filter(|p| p.blocker.is_some()).count();
+    let blocked = planned.iter().filter(|p| !p.blockers.is_empty()).count();
     let destructive = planned
         .iter()
         .filter(|p| p.safety == Safety::Destructive)
@@ -314,7 +314,7 @@ pub async fn apply_safe(data: &DataArgs, wanted: &plinth_domain::Schema) -> Resu
     let planned = session.plan(&applied, steps, wanted).await?;
     let unsafe_steps = planned
         .iter()
-        .filter(|p| p.safety != Safety::Safe || p.blocker.is_some())
+        .filter(|p| p.safety != Safety::Safe || !p.blockers.is_empty())
         .count();
     if unsafe_steps > 0 {
         tracing::warn!(

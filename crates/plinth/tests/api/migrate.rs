@@ -449,15 +449,22 @@ async fn a_narrowing_refused_by_the_data_changes_nothing() {
     let half = s
         .create("posts", &json!({"title": "c", "body": "3.5"}))
         .await;
-    s.create("posts", &json!({"title": "d"})).await;
+    let none = s.create("posts", &json!({"title": "d"})).await;
     s.stop().await;
 
     env.write_schema(&edit(
         &example_schema(),
         "body         = { type = \"text\" }",
-        "body         = { type = \"integer\" }",
+        "body         = { type = \"integer\", required = true }",
     ));
     let out = plan(&env, 1).await;
+    has(
+        &out,
+        &format!(
+            "BLOCKED: 1 record of `posts` has no `body` value (e.g. {})",
+            id(&none)
+        ),
+    );
     has(
         &out,
         &format!(

@@ -243,7 +243,7 @@ impl StepSql {
 /// The tables as they stand between the steps of a plan, so each step's SQL
 /// is written for the table it will meet (a SQLite rebuild makes the table as
 /// it is at its point of the plan).
-struct Writer<'a> {
+struct StepWriter<'a> {
     dialect: Dialect,
     wanted: &'a Schema,
     tables: Schema,
@@ -254,7 +254,7 @@ struct Writer<'a> {
     pending: Option<Collection>,
 }
 
-impl Writer<'_> {
+impl StepWriter<'_> {
     fn table(&self, name: &str) -> Option<&Collection> {
         self.tables.collection(name)
     }
@@ -341,7 +341,7 @@ impl Writer<'_> {
         step: &Step,
         next: Option<&Step>,
         constraints: &[(String, String)],
-    ) -> StepSql {
+    ) -> Result<StepSql> {
         let before = self
             .pending
             .take()
@@ -351,20 +351,20 @@ impl Writer<'_> {
         let after = self.table(step.collection()).cloned();
         let (Some(before), Some(mut after)) = (before, after) else {
             // Collections created or dropped.
-            return StepSql::plain(self.plain(step));
+            return Ok(StepSql::plain(self.plain(step)));
         };
         if rebuild {
             if next.is_some_and(|n| n.collection() == step.collection() && self.sqlite_rebuilds(n))
             {
                 self.pending = Some(before);
-                return StepSql {
+                return Ok(StepSql {
                     sql: Vec::new(),
                     locking: false,
                     note: Some(format!(
                         "no SQL of its own: `{}` is rebuilt once, with the next step",
                         after.name
                     )),
-                };
+                });
             }
             // Columns in the order of the schema file, as a fresh table has them.
             if let Some(w) = self.wanted.collection(&after.name) {
@@ -385,12 +385,12 @@ impl Writer<'_> {
             let sql = if same {
                 Vec::new()
             } else {
-                self.rebuild(&before, &after)
+                self.rebuild(&before, &after)?
             };
             if let Some(c) = self.table_mut(&after.name) {
                 *c = after;
             }
-            return StepSql::plain(sql);
+            return Ok(StepSql::plain(sql));
         }
         let mut out = match step {
             Step::AlterField { from, to, .. } => {
@@ -412,7 +412,7 @@ impl Writer<'_> {
             out.sql
                 .extend(self.relation_indexes_between(&before, &after));
         }
-        out
+        Ok(out)
     }
 
     /// Creates and drops relation indexes whose need changed between two
@@ -492,7 +492,7 @@ impl Writer<'_> {
 
     /// SQLite: the table `before` rebuilt as `after` (same name), rows copied
     /// and converted field by field.
-    fn rebuild(&self, before: &Collection, after: &Collection) -> Vec<String> {
+    fn rebuild(&self, before: &Collection, after: &Collection) -> Result<Vec<String>> {
         let d = Dialect::Sqlite;
         let name = &after.name;
         let tmp = format!("{name}__new");
@@ -503,7 +503,7 @@ impl Writer<'_> {
         let create = collection_ddl(&fresh, d)
             .into_iter()
             .next()
-            .unwrap_or_default();
+            .ok_or_else(|| StoreError::Internal(format!("no CREATE TABLE for `{name}`")))?;
         let system: Vec<String> = self
             .system
             .iter()
@@ -545,7 +545,7 @@ impl Writer<'_> {
                     .to_owned(),
             )
             .map(|q| q.to_string(SqliteQueryBuilder))
-            .unwrap_or_else(|e| format!("-- cannot copy the rows: {e}"));
+            .map_err(|e| StoreError::Internal(format!("cannot copy the rows of `{name}`: {e}")))?;
         let mut out = vec![
             create,
             copy,
@@ -557,7 +557,7 @@ impl Writer<'_> {
                 .to_string(SqliteQueryBuilder),
         ];
         out.extend(collection_indexes(after, d));
-        out
+        Ok(out)
     }
 
     /// PostgreSQL: one column altered in place.
@@ -738,9 +738,13 @@ const PAGE: u64 = 1000;
 
 impl Check {
     fn rows(table: &str, bad: Expr, what: String, hint: String) -> Check {
+        Check::new(table, Test::Rows(bad), what, hint)
+    }
+
+    fn new(table: &str, test: Test, what: String, hint: String) -> Check {
         Check {
             table: table.to_owned(),
-            test: Test::Rows(bad),
+            test,
             what,
             blocks: true,
             at_least: 1,
@@ -964,13 +968,7 @@ fn alter_checks(t: &str, from: &Field, to: &Field, applied: &Schema) -> Vec<Chec
     let shown = format!("`{}`", to.name);
     let narrowing = conversion(from.ty, to.ty) == Conversion::Narrowing;
     if narrowing && let Some(kind) = ValueKind::of(to.ty) {
-        let mut check = Check::rows(
-            t,
-            Expr::cust("1 = 0"),
-            format!("have a {shown} value that is not {}", kind.noun()),
-            "change or clear those values first".into(),
-        );
-        check.test = if from.ty == FieldType::Number {
+        let test = if from.ty == FieldType::Number {
             // number → integer: whole numbers within the 64-bit range.
             let q = qi(c);
             Test::Rows(Expr::cust(format!(
@@ -982,7 +980,12 @@ fn alter_checks(t: &str, from: &Field, to: &Field, applied: &Schema) -> Vec<Chec
                 kind,
             }
         };
-        out.push(check);
+        out.push(Check::new(
+            t,
+            test,
+            format!("have a {shown} value that is not {}", kind.noun()),
+            "change or clear those values first".into(),
+        ));
     }
     let values_removed =
         from.ty == FieldType::Enum && from.values.iter().any(|v| !to.values.contains(v));
@@ -1352,7 +1355,7 @@ impl Session {
                 system.push((table, sys));
             }
         }
-        let mut writer = Writer {
+        let mut writer = StepWriter {
             dialect,
             wanted,
             tables: applied.schema.clone(),
@@ -1375,7 +1378,7 @@ impl Session {
                 sql,
                 locking,
                 mut note,
-            } = writer.step(step, steps.get(i + 1), &constraints);
+            } = writer.step(step, steps.get(i + 1), &constraints)?;
             if sql.is_empty() && note.is_none() && matches!(step, Step::AlterField { .. }) {
                 note = Some("no SQL: the column is stored the same way".into());
             }
@@ -1970,7 +1973,7 @@ mod tests {
             "[collections.teams.fields]\nname = { type = \"text\" }\n[collections.posts.fields]\ns = { type = \"text\", unique = true }\nt = { type = \"text\" }\n",
         )
         .expect("valid");
-        let mut w = Writer {
+        let mut w = StepWriter {
             dialect: Dialect::Postgres,
             wanted: &wanted,
             tables: applied.clone(),
@@ -1978,7 +1981,9 @@ mod tests {
             pending: None,
         };
         let steps = plinth_domain::migrate::plan(&applied, &wanted).expect("plannable");
-        let s = w.step(&steps[0], None, &[("posts_s_key".into(), "u".into())]);
+        let s = w
+            .step(&steps[0], None, &[("posts_s_key".into(), "u".into())])
+            .expect("sql");
         assert_eq!(
             s.sql,
             [
@@ -1990,7 +1995,7 @@ mod tests {
             ]
         );
         assert!(s.locking);
-        let t = w.step(&steps[1], None, &[]);
+        let t = w.step(&steps[1], None, &[]).expect("sql");
         assert_eq!(
             t.sql,
             [
@@ -2000,14 +2005,16 @@ mod tests {
         );
         // The way back drops what was added and converts nothing.
         let back = plinth_domain::migrate::plan(&wanted, &applied).expect("plannable");
-        let mut w = Writer {
+        let mut w = StepWriter {
             dialect: Dialect::Postgres,
             wanted: &applied,
             tables: wanted.clone(),
             system: Vec::new(),
             pending: None,
         };
-        let s = w.step(&back[0], None, &[("posts_s_check".into(), "c".into())]);
+        let s = w
+            .step(&back[0], None, &[("posts_s_check".into(), "c".into())])
+            .expect("sql");
         assert_eq!(
             s.sql,
             [
@@ -2016,7 +2023,9 @@ mod tests {
                 "ALTER TABLE \"posts\" ADD UNIQUE (\"s\")",
             ]
         );
-        let t = w.step(&back[1], None, &[("posts_t_fkey".into(), "f".into())]);
+        let t = w
+            .step(&back[1], None, &[("posts_t_fkey".into(), "f".into())])
+            .expect("sql");
         assert_eq!(
             t.sql,
             [

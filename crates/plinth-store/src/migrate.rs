@@ -961,35 +961,13 @@ fn checks_for(step: &Step, applied: &Schema, steps: &[Step]) -> Vec<Check> {
     out
 }
 
+/// One check per change of a field that narrows what it accepts
+/// ([`FieldChange::narrows`]); `from` names the column as it is now.
 fn alter_checks(t: &str, from: &Field, to: &Field, applied: &Schema) -> Vec<Check> {
-    use plinth_domain::migrate::{Conversion, conversion};
-    let mut out = Vec::new();
+    use plinth_domain::migrate::{FieldChange, field_changes};
     let c = from.name.as_str();
     let shown = format!("`{}`", to.name);
-    let narrowing = conversion(from.ty, to.ty) == Conversion::Narrowing;
-    if narrowing && let Some(kind) = ValueKind::of(to.ty) {
-        let test = if from.ty == FieldType::Number {
-            // number → integer: whole numbers within the 64-bit range.
-            let q = qi(c);
-            Test::Rows(Expr::cust(format!(
-                "{q} IS NOT NULL AND ({q} <> round({q}) OR {q} < -9223372036854775808.0 OR {q} >= 9223372036854775808.0)"
-            )))
-        } else {
-            Test::Values {
-                column: c.to_owned(),
-                kind,
-            }
-        };
-        out.push(Check::new(
-            t,
-            test,
-            format!("have a {shown} value that is not {}", kind.noun()),
-            "change or clear those values first".into(),
-        ));
-    }
-    let values_removed =
-        from.ty == FieldType::Enum && from.values.iter().any(|v| !to.values.contains(v));
-    if to.ty == FieldType::Enum && (from.ty != FieldType::Enum || values_removed) {
+    let enum_check = || {
         let mut check = Check::rows(
             t,
             col(c)
@@ -1002,50 +980,89 @@ fn alter_checks(t: &str, from: &Field, to: &Field, applied: &Schema) -> Vec<Chec
             "change those records first (or keep the values)".into(),
         );
         check.by_value = Some(c.to_owned());
-        out.push(check);
-    }
-    if to.ty == FieldType::Relation
-        && let Some(target) = &to.collection
-        && (from.ty != FieldType::Relation || from.collection.as_ref() != Some(target))
-    {
-        out.push(Check::rows(
+        check
+    };
+    let relation_check = |target: &str| {
+        Check::rows(
             t,
             dangling(t, c, target, applied),
             format!("have a {shown} value that is no record of `{target}`"),
             "change or clear those values first".into(),
-        ));
-    }
-    if to.required && !from.required {
-        let fill = default_value(to);
-        let mut check = Check::rows(
-            t,
-            col(c).is_null(),
-            format!("have no {shown} value"),
-            match &fill {
-                Some(v) => format!("the step sets them to the default {}", show(v)),
-                None => "give them a value (or declare a `default`) first".into(),
-            },
-        );
-        check.blocks = fill.is_none();
-        out.push(check);
-        if fill.is_some() && to.unique {
-            let mut check = Check::rows(
+        )
+    };
+    let mut out = Vec::new();
+    for change in field_changes(from, to).iter().filter(|ch| ch.narrows()) {
+        match change {
+            FieldChange::Type {
+                to: FieldType::Enum,
+                ..
+            }
+            | FieldChange::EnumValues { .. } => {
+                out.push(enum_check());
+            }
+            FieldChange::Type {
+                to: FieldType::Relation,
+                ..
+            } => out.extend(to.collection.as_deref().map(relation_check)),
+            FieldChange::Target { to: target, .. } => out.push(relation_check(target)),
+            FieldChange::Type {
+                from: ty, to: new, ..
+            } => {
+                let Some(kind) = ValueKind::of(*new) else {
+                    continue;
+                };
+                let test = if *ty == FieldType::Number {
+                    // number → integer: whole numbers within the 64-bit range.
+                    let q = qi(c);
+                    Test::Rows(Expr::cust(format!(
+                        "{q} IS NOT NULL AND ({q} <> round({q}) OR {q} < -9223372036854775808.0 OR {q} >= 9223372036854775808.0)"
+                    )))
+                } else {
+                    Test::Values {
+                        column: c.to_owned(),
+                        kind,
+                    }
+                };
+                out.push(Check::new(
+                    t,
+                    test,
+                    format!("have a {shown} value that is not {}", kind.noun()),
+                    "change or clear those values first".into(),
+                ));
+            }
+            FieldChange::Required(_) => {
+                let fill = default_value(to);
+                let mut check = Check::rows(
+                    t,
+                    col(c).is_null(),
+                    format!("have no {shown} value"),
+                    match &fill {
+                        Some(v) => format!("the step sets them to the default {}", show(v)),
+                        None => "give them a value (or declare a `default`) first".into(),
+                    },
+                );
+                check.blocks = fill.is_none();
+                out.push(check);
+                if fill.is_some() && to.unique {
+                    let mut check = Check::rows(
+                        t,
+                        col(c).is_null(),
+                        format!(
+                            "have no {shown} value and would share the default of a unique field"
+                        ),
+                        "give them distinct values first".into(),
+                    );
+                    check.at_least = 2;
+                    out.push(check);
+                }
+            }
+            FieldChange::Unique(_) => out.push(Check::rows(
                 t,
-                col(c).is_null(),
-                format!("have no {shown} value and would share the default of a unique field"),
-                "give them distinct values first".into(),
-            );
-            check.at_least = 2;
-            out.push(check);
+                duplicates(t, &[c]),
+                format!("share their {shown} value with another record"),
+                "make them differ first".into(),
+            )),
         }
-    }
-    if to.unique && !from.unique {
-        out.push(Check::rows(
-            t,
-            duplicates(t, &[c]),
-            format!("share their {shown} value with another record"),
-            "make them differ first".into(),
-        ));
     }
     out
 }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use plinth_domain::migrate::Safety;
 use plinth_store::StoreError;
-use plinth_store::migrate::{Session, Target};
+use plinth_store::migrate::{ApplyOutcome, Session, Target};
 
 use crate::cli::{DataArgs, load_schema};
 
@@ -164,20 +164,25 @@ async fn plan_or_apply(data: &DataArgs, mode: Mode) -> Result<ExitCode> {
         session.dialect()
     );
     for (i, p) in planned.iter().enumerate() {
-        let undo = if p.step.reversible() {
-            "reversible"
-        } else {
-            "irreversible: the data is not restored"
+        let undo = match p.step.irreversible_because() {
+            None => "reversible".to_owned(),
+            Some(why) => format!("irreversible: {why}"),
         };
         println!("\n{}. [{}, {undo}] {}", i + 1, p.safety, p.step);
         for sql in &p.sql {
             println!("   {sql};");
         }
-        if let Some(b) = &p.blocker {
+        if let Some(note) = &p.note {
+            println!("   ({note})");
+        }
+        for f in &p.findings {
+            println!("   check: {f}");
+        }
+        for b in &p.blockers {
             println!("   BLOCKED: {b}");
         }
     }
-    let blocked = planned.iter().filter(|p| p.blocker.is_some()).count();
+    let blocked = planned.iter().filter(|p| !p.blockers.is_empty()).count();
     let destructive = planned
         .iter()
         .filter(|p| p.safety == Safety::Destructive)
@@ -216,9 +221,15 @@ async fn plan_or_apply(data: &DataArgs, mode: Mode) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     match session.apply(applied.version, &planned, &wanted).await {
-        Ok(v) => {
+        Ok(ApplyOutcome::Applied(v)) => {
             println!("Applied: the database is at schema version {v}.");
             Ok(ExitCode::SUCCESS)
+        }
+        Ok(ApplyOutcome::Blocked(why)) => {
+            eprintln!(
+                "error: the data no longer fits the plan: {why}; the transaction was rolled back, nothing was applied"
+            );
+            Ok(ExitCode::FAILURE)
         }
         Err(StoreError::VersionMismatch) => {
             eprintln!(
@@ -303,7 +314,7 @@ pub async fn apply_safe(data: &DataArgs, wanted: &plinth_domain::Schema) -> Resu
     let planned = session.plan(&applied, steps, wanted).await?;
     let unsafe_steps = planned
         .iter()
-        .filter(|p| p.safety != Safety::Safe || p.blocker.is_some())
+        .filter(|p| p.safety != Safety::Safe || !p.blockers.is_empty())
         .count();
     if unsafe_steps > 0 {
         tracing::warn!(
@@ -313,11 +324,15 @@ pub async fn apply_safe(data: &DataArgs, wanted: &plinth_domain::Schema) -> Resu
         return Ok(());
     }
     match session.apply(applied.version, &planned, wanted).await {
-        Ok(v) => {
+        Ok(ApplyOutcome::Applied(v)) => {
             for p in &planned {
                 tracing::info!(step = %p.step, "migrated");
             }
             tracing::info!(version = v, "applied the safe migration steps");
+            Ok(())
+        }
+        Ok(ApplyOutcome::Blocked(why)) => {
+            tracing::warn!(%why, "not migrating automatically: the data does not fit");
             Ok(())
         }
         // Another instance migrated first: the normal start will see the result.

@@ -20,7 +20,8 @@ fn ok(status: &str, description: &str, schema: Option<&str>) -> (String, Json) {
         "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
     });
     if let Some(s) = schema {
-        r["content"] = json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}")}}});
+        r["content"] =
+            json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{s}")}}});
     }
     (status.to_owned(), r)
 }
@@ -66,7 +67,12 @@ fn path_param(name: &str, description: &str) -> Json {
 /// Adds the identity routes.
 pub(crate) fn identity_paths(paths: &mut Map<String, Json>) {
     let anon = json!([{}]);
-    let body_problems = ["bad-request", "payload-too-large", "unsupported-media-type", "validation"];
+    let body_problems = [
+        "bad-request",
+        "payload-too-large",
+        "unsupported-media-type",
+        "validation",
+    ];
     let mut signup_problems = body_problems.to_vec();
     signup_problems.extend(["conflict", "forbidden"]);
     paths.insert(
@@ -200,9 +206,7 @@ pub(crate) fn identity_schemas(schemas: &mut Map<String, Json>, roles: &[&str]) 
     let email = json!({"type": "string", "format": "email", "maxLength": 254});
     let password = json!({"type": "string", "minLength": 1, "maxLength": 1024, "description": "New passwords need at least the configured length (12 by default), may not equal the email, and may be checked against a breached-password list."});
     let role = json!({"type": "string", "enum": roles});
-    let obj = |props: Json, required: &[&str]| {
-        json!({"type": "object", "additionalProperties": false, "properties": props, "required": required})
-    };
+    let obj = |props: Json, required: &[&str]| json!({"type": "object", "additionalProperties": false, "properties": props, "required": required});
     let list = |item: &str| {
         json!({"type": "object", "additionalProperties": false, "required": ["items"],
             "properties": {"items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}}})
@@ -277,7 +281,15 @@ pub(crate) fn identity_schemas(schemas: &mut Map<String, Json>, roles: &[&str]) 
             "Session",
             obj(
                 json!({"id": uuid, "current": {"type": "boolean"}, "user_agent": {"type": ["string", "null"]}, "ip": {"type": ["string", "null"]}, "created_at": ts, "last_used_at": ts, "expires_at": ts}),
-                &["id", "current", "user_agent", "ip", "created_at", "last_used_at", "expires_at"],
+                &[
+                    "id",
+                    "current",
+                    "user_agent",
+                    "ip",
+                    "created_at",
+                    "last_used_at",
+                    "expires_at",
+                ],
             ),
         ),
         ("SessionList", list("Session")),
@@ -351,10 +363,7 @@ pub(crate) fn identity_schemas(schemas: &mut Map<String, Json>, roles: &[&str]) 
     with_key["key"] = json!({"type": "string", "description": "The whole key, plk_<prefix>_<secret>. Shown only in this response; store it now."});
     let mut with_key_required = key_required.to_vec();
     with_key_required.push("key");
-    schemas.insert(
-        "NewApiKeyResult".into(),
-        obj(with_key, &with_key_required),
-    );
+    schemas.insert("NewApiKeyResult".into(), obj(with_key, &with_key_required));
     schemas.insert("ApiKeyList".into(), list("ApiKey"));
     schemas.insert(
         "Jwks".into(),
@@ -387,7 +396,9 @@ pub(crate) fn permission_note(c: &Collection, action: Action) -> String {
         Permission::Authenticated if c.tenant_scoped => "members of the tenant".to_owned(),
         Permission::Authenticated => "any signed-in user or API key".to_owned(),
         Permission::Roles(r) => format!("the roles {}", r.join(", ")),
-        Permission::Rule(src) => format!("callers for whom the rule `{src}` holds (records it does not match are not found)"),
+        Permission::Rule(src) => format!(
+            "callers for whom the rule `{src}` holds (records it does not match are not found)"
+        ),
     };
     let tenant = if c.tenant_scoped {
         " Tenant-scoped: name the tenant with X-Plinth-Tenant (or use a token issued for it); another tenant's records are never visible."

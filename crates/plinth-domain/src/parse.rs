@@ -335,7 +335,9 @@ fn walk_roles(ctx: &mut Ctx<'_>, value: &Spanned<DeValue<'_>>) -> Vec<Role> {
             None => ctx.err(
                 body.span(),
                 format!("role `{n}` must be a table"),
-                Some(format!("write [roles.{n}] (optionally with description = \"...\")")),
+                Some(format!(
+                    "write [roles.{n}] (optionally with description = \"...\")"
+                )),
             ),
         }
         roles.push(Role {
@@ -371,7 +373,10 @@ fn walk_permissions(ctx: &mut Ctx<'_>, coll: &str, v: &Spanned<DeValue<'_>>) -> 
             }
             None => ctx.err(
                 k.span(),
-                format!("unknown action `{}` in the permissions of `{coll}`", k.get_ref()),
+                format!(
+                    "unknown action `{}` in the permissions of `{coll}`",
+                    k.get_ref()
+                ),
                 Some(unknown_key_hint(k.get_ref(), &actions)),
             ),
         }
@@ -409,7 +414,11 @@ fn permission_value(
         Some("authenticated") => Some(Permission::Authenticated),
         Some("nobody") => Some(Permission::Nobody),
         Some(s) if s.trim().is_empty() => {
-            ctx.err(v.span(), format!("`{key}` of `{coll}` is empty"), Some(hint.into()));
+            ctx.err(
+                v.span(),
+                format!("`{key}` of `{coll}` is empty"),
+                Some(hint.into()),
+            );
             None
         }
         Some(s) => {
@@ -418,7 +427,9 @@ fn permission_value(
             {
                 ctx.err(
                     v.span(),
-                    format!("`{key}` of `{coll}` is \"{s}\", which is neither a keyword nor a rule"),
+                    format!(
+                        "`{key}` of `{coll}` is \"{s}\", which is neither a keyword nor a rule"
+                    ),
                     Some(format!("did you mean \"{m}\"?")),
                 );
                 return None;
@@ -447,7 +458,9 @@ fn check_permissions(ctx: &mut Ctx<'_>, schema: &Schema, doc: &DeTable<'_>) {
                     for r in rs {
                         if !roles.contains(&r.as_str()) {
                             let hint = match did_you_mean(r, roles.iter().copied()) {
-                                Some(m) => format!("did you mean \"{m}\"? roles: {}", roles.join(", ")),
+                                Some(m) => {
+                                    format!("did you mean \"{m}\"? roles: {}", roles.join(", "))
+                                }
                                 None => format!(
                                     "roles: {}; declare custom ones as [roles.{r}]",
                                     roles.join(", ")
@@ -455,7 +468,11 @@ fn check_permissions(ctx: &mut Ctx<'_>, schema: &Schema, doc: &DeTable<'_>) {
                             };
                             ctx.err(
                                 span.clone(),
-                                format!("`{}` of `{}` names an unknown role \"{r}\"", a.as_str(), c.name),
+                                format!(
+                                    "`{}` of `{}` names an unknown role \"{r}\"",
+                                    a.as_str(),
+                                    c.name
+                                ),
                                 Some(hint),
                             );
                         }

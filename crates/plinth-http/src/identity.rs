@@ -50,7 +50,9 @@ async fn body<T: serde::de::DeserializeOwned>(
     require_json(headers, false)?;
     let json = read_json(body, state.config.max_body_bytes).await?;
     if !json.is_object() {
-        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
     }
     serde_json::from_value(json).map_err(|e| {
         ApiError::Validation(vec![plinth_contract::FieldError::new(
@@ -335,7 +337,10 @@ pub(crate) async fn signout(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(crate) async fn me(State(state): State<AppState>, Extension(p): Extension<Principal>) -> ApiResult {
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult {
     match &p {
         Principal::User {
             user_id,
@@ -536,11 +541,7 @@ pub(crate) async fn create_tenant(
     let b: NewTenant = body(&state, &headers, raw).await?;
     let name = b.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(field_error(
-            "name",
-            "length",
-            "must be 1 to 200 characters",
-        ));
+        return Err(field_error("name", "length", "must be 1 to 200 characters"));
     }
     let t = state.store.create_tenant(name, &user, now()).await?;
     let mut r = json_response(
@@ -561,7 +562,9 @@ pub(crate) async fn my_tenants(
     let list = state.store.tenants_of(user).await?;
     let items: Vec<Json> = list
         .iter()
-        .map(|(t, r)| json!({"id": t.id, "name": t.name, "created_at": ts(t.created_at), "role": r}))
+        .map(
+            |(t, r)| json!({"id": t.id, "name": t.name, "created_at": ts(t.created_at), "role": r}),
+        )
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
@@ -772,7 +775,11 @@ fn key_json(k: &plinth_store::ApiKey) -> Json {
     })
 }
 
-async fn require_manager(state: &AppState, p: &Principal, tenant: &str) -> Result<String, ApiError> {
+async fn require_manager(
+    state: &AppState,
+    p: &Principal,
+    tenant: &str,
+) -> Result<String, ApiError> {
     let mine = my_role(state, p, tenant).await?;
     if is_manager(&mine) {
         Ok(mine)
@@ -854,7 +861,11 @@ pub(crate) async fn revoke_api_key(
     require_manager(&state, &p, &tenant).await?;
     if state
         .store
-        .revoke_api_key(&tenant.to_ascii_lowercase(), &id.to_ascii_lowercase(), now())
+        .revoke_api_key(
+            &tenant.to_ascii_lowercase(),
+            &id.to_ascii_lowercase(),
+            now(),
+        )
         .await?
     {
         Ok(StatusCode::NO_CONTENT.into_response())

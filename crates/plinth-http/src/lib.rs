@@ -299,7 +299,9 @@ fn route_template(state: &AppState, path: &str) -> String {
         ["v1", "auth", a] => format!("/v1/auth/{a}"),
         [".well-known", "jwks.json"] => "/.well-known/jwks.json".to_owned(),
         ["v1", "tenants"] => "/v1/tenants".to_owned(),
-        ["v1", "tenants", _, sub @ ("members" | "api-keys")] => format!("/v1/tenants/{{tenant}}/{sub}"),
+        ["v1", "tenants", _, sub @ ("members" | "api-keys")] => {
+            format!("/v1/tenants/{{tenant}}/{sub}")
+        }
         ["v1", "tenants", _, "members", _] => "/v1/tenants/{tenant}/members/{user}".to_owned(),
         ["v1", "tenants", _, "api-keys", _] => "/v1/tenants/{tenant}/api-keys/{id}".to_owned(),
         _ => "unmatched".to_owned(),

@@ -129,11 +129,7 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<bool> {
-        let (user, sid, reason) = (
-            user_id.to_owned(),
-            session_id.to_owned(),
-            reason.to_owned(),
-        );
+        let (user, sid, reason) = (user_id.to_owned(), session_id.to_owned(), reason.to_owned());
         write_tx!(self, |e| identity::revoke_session(
             &mut e, &user, &sid, now, &reason
         ))
@@ -209,7 +205,9 @@ impl Store {
     /// Creates a tenant with `owner` as its first member (role `owner`).
     pub async fn create_tenant(&self, name: &str, owner: &str, now: i64) -> Result<Tenant> {
         let (name, owner) = (name.to_owned(), owner.to_owned());
-        write_tx!(self, |e| identity::create_tenant(&mut e, &name, &owner, now))
+        write_tx!(self, |e| identity::create_tenant(
+            &mut e, &name, &owner, now
+        ))
     }
 
     pub async fn tenants_of(&self, user_id: &str) -> Result<Vec<(Tenant, String)>> {
@@ -267,7 +265,9 @@ impl Store {
 
     pub async fn revoke_api_key(&self, tenant: &str, id: &str, now: i64) -> Result<bool> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        write_tx!(self, |e| identity::revoke_api_key(&mut e, &tenant, &id, now))
+        write_tx!(self, |e| identity::revoke_api_key(
+            &mut e, &tenant, &id, now
+        ))
     }
 
     pub async fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {

@@ -268,9 +268,9 @@ pub fn schema_ddl(schema: &Schema, dialect: Dialect) -> Vec<String> {
     while !pending.is_empty() {
         let before = pending.len();
         pending.retain(|c| {
-            let ready = c
-                .relations()
-                .all(|(_, t)| t == c.name || t == plinth_domain::schema::USERS || done.contains(&t));
+            let ready = c.relations().all(|(_, t)| {
+                t == c.name || t == plinth_domain::schema::USERS || done.contains(&t)
+            });
             if ready {
                 out.push(create_table(c, dialect));
                 done.push(&c.name);

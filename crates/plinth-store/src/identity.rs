@@ -230,7 +230,9 @@ impl Cell {
     fn text(&self) -> Result<String> {
         match self {
             Cell::Text(s) => Ok(s.clone()),
-            other => Err(StoreError::Internal(format!("expected text, got {other:?}"))),
+            other => Err(StoreError::Internal(format!(
+                "expected text, got {other:?}"
+            ))),
         }
     }
     fn opt_text(&self) -> Result<Option<String>> {
@@ -294,10 +296,7 @@ pub(crate) trait Exec {
 /// Drives a future that never waits (one over the SQLite executor) to its end.
 pub(crate) fn run_now<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
     let mut fut = std::pin::pin!(fut);
-    match fut
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(r) => r,
         Poll::Pending => Err(StoreError::Internal(
             "a SQLite identity operation tried to wait".into(),

@@ -27,11 +27,11 @@ use std::sync::Arc;
 use plinth_domain::{Record, Schema, Value};
 
 pub use ddl::{Dialect, schema_ddl};
-pub use postgres::{PostgresConfig, redact_url};
 pub use identity::{
     ApiKey, ApiKeyAuth, Credentials, Member, MemberChange, NewApiKey, NewSession, Refresh,
     SecurityEvent, Session, SessionPrincipal, StoredSigningKey, Tenant, User,
 };
+pub use postgres::{PostgresConfig, redact_url};
 pub use query::{ListQuery, Page};
 
 /// What the store must know about who is asking, for every record operation.
@@ -53,7 +53,10 @@ pub struct Access {
 impl Access {
     /// A request's access: its tenant (if one was selected and checked) and
     /// the filter its permission rule resolved to (if the rule depends on records).
-    pub fn request(tenant: Option<String>, filter: Option<plinth_domain::filter::Filter>) -> Access {
+    pub fn request(
+        tenant: Option<String>,
+        filter: Option<plinth_domain::filter::Filter>,
+    ) -> Access {
         Access {
             tenant,
             filter,
@@ -303,7 +306,9 @@ impl Store {
         match &self.inner {
             Backend::Sqlite(db) => {
                 let (w, c, a) = (db.clone(), collection.to_owned(), access.clone());
-                db.writer.write(move |tx| w.insert(tx, &c, &a, fields)).await
+                db.writer
+                    .write(move |tx| w.insert(tx, &c, &a, fields))
+                    .await
             }
             Backend::Postgres(db) => db.insert(collection, access, fields).await,
         }
@@ -340,7 +345,9 @@ impl Store {
                     access.clone(),
                     id.to_owned(),
                 );
-                db.writer.write(move |tx| w.modify(tx, &c, &a, &id, f)).await
+                db.writer
+                    .write(move |tx| w.modify(tx, &c, &a, &id, f))
+                    .await
             }
             Backend::Postgres(db) => db.modify(collection, access, id, f).await,
         }

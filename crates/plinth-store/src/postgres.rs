@@ -469,7 +469,8 @@ impl Postgres {
         let c = self.collection(coll)?;
         let scope = query::scope(c, access, Dialect::Postgres)?;
         let mut q = select_record(c);
-        q.and_where(Expr::col(col("id")).eq(id)).cond_where(scope.cond);
+        q.and_where(Expr::col(col("id")).eq(id))
+            .cond_where(scope.cond);
         fetch_one(&self.pool, c, &q)
             .await?
             .ok_or(StoreError::NotFound)
@@ -583,7 +584,12 @@ impl Postgres {
         Ok(())
     }
 
-    pub(crate) async fn list(&self, coll: &str, access: &Access, query: &ListQuery) -> Result<Page> {
+    pub(crate) async fn list(
+        &self,
+        coll: &str,
+        access: &Access,
+        query: &ListQuery,
+    ) -> Result<Page> {
         let c = self.collection(coll)?;
         let scope = query::scope(c, access, Dialect::Postgres)?;
         let mut q = select_record(c);
@@ -685,18 +691,6 @@ impl Postgres {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_redacted() {
-        let r = redact_url("postgres://alice:s3cret@db.example:6543/app?sslmode=require");
-        assert_eq!(r, "postgres://alice@db.example:6543/app");
-        assert!(!redact_url("not a url").contains("not"));
-    }
-}
-
 pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
     map_err(e)
 }
@@ -743,5 +737,17 @@ impl crate::identity::Exec for PgExec<'_> {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        let r = redact_url("postgres://alice:s3cret@db.example:6543/app?sslmode=require");
+        assert_eq!(r, "postgres://alice@db.example:6543/app");
+        assert!(!redact_url("not a url").contains("not"));
     }
 }

@@ -656,8 +656,12 @@ d = { type = "date" }
                     ("e".into(), opt(e.clone().map(Value::Text))),
                     ("d".into(), opt(d.clone().map(Value::Text))),
                 ];
-                rt.block_on(db.writer.write(move |tx| writer_db.insert(tx, "t", &crate::Access::operator(), fields)))
-                    .expect("insert")
+                rt.block_on(
+                    db.writer.write(move |tx| {
+                        writer_db.insert(tx, "t", &crate::Access::operator(), fields)
+                    }),
+                )
+                .expect("insert")
             })
             .collect()
     }

@@ -201,7 +201,10 @@ async fn sign_up_sign_in_me_and_no_account_enumeration() {
     wrong.expect_status(401);
     unknown.expect_status(401);
     assert_eq!(problem_shape(&wrong), problem_shape(&unknown));
-    assert_eq!(wrong.header("www-authenticate"), unknown.header("www-authenticate"));
+    assert_eq!(
+        wrong.header("www-authenticate"),
+        unknown.header("www-authenticate")
+    );
 
     // Password rules, with a reason per broken rule.
     let weak = s
@@ -356,7 +359,11 @@ async fn tokens_for_another_audience_or_issuer_and_expired_tokens_are_refused() 
     let b = env.start().await;
     let r = call(&b, &ann.who(), Method::GET, "/v1/auth/me", None).await;
     r.expect_status(401);
-    assert!(r.text.contains("issuer") || r.text.contains("audience"), "{}", r.text);
+    assert!(
+        r.text.contains("issuer") || r.text.contains("audience"),
+        "{}",
+        r.text
+    );
     // A token past its expiry (1 s lifetime + the 30 s clock leeway).
     tokio::time::sleep(Duration::from_secs(32)).await;
     let r = call(
@@ -539,7 +546,11 @@ async fn every_action_for_every_role_and_changes_take_effect_at_once() {
     )
     .await
     .created();
-    assert_eq!(owners_project["owner"], json!(owner.id), "owner field set by the server");
+    assert_eq!(
+        owners_project["owner"],
+        json!(owner.id),
+        "owner field set by the server"
+    );
     let p0 = owners_project["id"].as_str().unwrap().to_owned();
 
     // role → (list, read, create, update someone else's, delete)
@@ -627,7 +638,10 @@ async fn every_action_for_every_role_and_changes_take_effect_at_once() {
             status(&s, &outsider.who().in_tenant(&t), m.clone(), &path, None).await,
             403
         );
-        assert_eq!(status(&s, &Who::anon().in_tenant(&t), m, &path, None).await, 401);
+        assert_eq!(
+            status(&s, &Who::anon().in_tenant(&t), m, &path, None).await,
+            401
+        );
     }
     // Without a tenant, a tenant-scoped collection is a 400 that says what to send.
     let r = call(&s, &member.who(), Method::GET, "/v1/projects", None).await;
@@ -638,7 +652,14 @@ async fn every_action_for_every_role_and_changes_take_effect_at_once() {
     let (_, viewer) = users.iter().find(|(r, _)| *r == "viewer").unwrap();
     let vwho = viewer.who().in_tenant(&t);
     assert_eq!(
-        status(&s, &vwho, Method::POST, "/v1/projects", Some(json!({"name": "x"}))).await,
+        status(
+            &s,
+            &vwho,
+            Method::POST,
+            "/v1/projects",
+            Some(json!({"name": "x"}))
+        )
+        .await,
         403
     );
     call(
@@ -651,7 +672,14 @@ async fn every_action_for_every_role_and_changes_take_effect_at_once() {
     .await
     .ok();
     assert_eq!(
-        status(&s, &vwho, Method::POST, "/v1/projects", Some(json!({"name": "x"}))).await,
+        status(
+            &s,
+            &vwho,
+            Method::POST,
+            "/v1/projects",
+            Some(json!({"name": "x"}))
+        )
+        .await,
         201
     );
     call(
@@ -663,7 +691,10 @@ async fn every_action_for_every_role_and_changes_take_effect_at_once() {
     )
     .await
     .expect_status(204);
-    assert_eq!(status(&s, &vwho, Method::GET, "/v1/projects", None).await, 403);
+    assert_eq!(
+        status(&s, &vwho, Method::GET, "/v1/projects", None).await,
+        403
+    );
 
     // Membership management rules.
     let (_, admin) = users.iter().find(|(r, _)| *r == "admin").unwrap();
@@ -831,7 +862,14 @@ async fn another_tenants_records_are_invisible_everywhere() {
     assert_eq!(r.json()["errors"][0]["code"], json!("relation_not_found"));
     // Naming A's tenant from B's account: not a member.
     assert_eq!(
-        status(&s, &bob.who().in_tenant(&ta), Method::GET, "/v1/projects", None).await,
+        status(
+            &s,
+            &bob.who().in_tenant(&ta),
+            Method::GET,
+            "/v1/projects",
+            None
+        )
+        .await,
         403
     );
     // A still sees everything, with the relation expanded.
@@ -855,13 +893,25 @@ async fn record_rules_are_compiled_into_list_queries() {
     add_member(&s, &ann, &t, "bob@example.com", "member").await;
     let (a, b) = (ann.who().in_tenant(&t), bob.who().in_tenant(&t));
     for i in 0..5 {
-        call(&s, &a, Method::POST, "/v1/notes", Some(&json!({"text": format!("a{i}")})))
-            .await
-            .created();
-    }
-    let bobs = call(&s, &b, Method::POST, "/v1/notes", Some(&json!({"text": "b"})))
+        call(
+            &s,
+            &a,
+            Method::POST,
+            "/v1/notes",
+            Some(&json!({"text": format!("a{i}")})),
+        )
         .await
         .created();
+    }
+    let bobs = call(
+        &s,
+        &b,
+        Method::POST,
+        "/v1/notes",
+        Some(&json!({"text": "b"})),
+    )
+    .await
+    .created();
     // Pages and totals count only the caller's notes.
     let page = call(&s, &a, Method::GET, "/v1/notes?limit=2&total=true", None)
         .await
@@ -876,10 +926,20 @@ async fn record_rules_are_compiled_into_list_queries() {
     // Someone else's note is a 404, and so are writes to it.
     let id = bobs["id"].as_str().unwrap();
     for m in [Method::GET, Method::DELETE] {
-        assert_eq!(status(&s, &a, m, &format!("/v1/notes/{id}"), None).await, 404);
+        assert_eq!(
+            status(&s, &a, m, &format!("/v1/notes/{id}"), None).await,
+            404
+        );
     }
     assert_eq!(
-        status(&s, &a, Method::PATCH, &format!("/v1/notes/{id}"), Some(json!({"text": "x"}))).await,
+        status(
+            &s,
+            &a,
+            Method::PATCH,
+            &format!("/v1/notes/{id}"),
+            Some(json!({"text": "x"}))
+        )
+        .await,
         404
     );
 }
@@ -903,13 +963,26 @@ async fn server_set_fields_cannot_be_mass_assigned() {
         r.expect_status(422);
         assert_eq!(r.json()["errors"][0]["code"], json!("read_only"), "{body}");
     }
-    let p = call(&s, &a, Method::POST, "/v1/projects", Some(&json!({"name": "x"})))
-        .await
-        .created();
+    let p = call(
+        &s,
+        &a,
+        Method::POST,
+        "/v1/projects",
+        Some(&json!({"name": "x"})),
+    )
+    .await
+    .created();
     let id = p["id"].as_str().unwrap();
     // Not even the tenant's owner can change the owner or the tenant with PATCH.
     for body in [json!({"owner": bob.id}), json!({"tenant_id": other})] {
-        let r = call(&s, &a, Method::PATCH, &format!("/v1/projects/{id}"), Some(&body)).await;
+        let r = call(
+            &s,
+            &a,
+            Method::PATCH,
+            &format!("/v1/projects/{id}"),
+            Some(&body),
+        )
+        .await;
         r.expect_status(422);
     }
     let p = call(&s, &a, Method::GET, &format!("/v1/projects/{id}"), None)
@@ -952,7 +1025,14 @@ async fn api_keys_act_in_their_tenant_until_revoked_or_expired() {
     assert_eq!(list["items"][0]["prefix"], created["prefix"]);
     // Members cannot manage keys.
     assert_eq!(
-        status(&s, &bob.who(), Method::GET, &format!("/v1/tenants/{t}/api-keys"), None).await,
+        status(
+            &s,
+            &bob.who(),
+            Method::GET,
+            &format!("/v1/tenants/{t}/api-keys"),
+            None
+        )
+        .await,
         403
     );
 
@@ -960,9 +1040,15 @@ async fn api_keys_act_in_their_tenant_until_revoked_or_expired() {
         token: Some(key.clone()),
         tenant: None,
     };
-    call(&s, &k, Method::POST, "/v1/projects", Some(&json!({"name": "by key"})))
-        .await
-        .created();
+    call(
+        &s,
+        &k,
+        Method::POST,
+        "/v1/projects",
+        Some(&json!({"name": "by key"})),
+    )
+    .await
+    .created();
     let me = call(&s, &k, Method::GET, "/v1/auth/me", None).await.ok();
     assert_eq!(me["kind"], json!("api_key"));
     assert_eq!(me["tenant_id"], json!(t));
@@ -973,7 +1059,14 @@ async fn api_keys_act_in_their_tenant_until_revoked_or_expired() {
     );
     // Keys are not users: user routes and user-owned records are refused.
     assert_eq!(
-        status(&s, &k, Method::POST, "/v1/notes", Some(json!({"text": "x"}))).await,
+        status(
+            &s,
+            &k,
+            Method::POST,
+            "/v1/notes",
+            Some(json!({"text": "x"}))
+        )
+        .await,
         403
     );
     // A wrong secret with a real prefix is a 401.
@@ -982,7 +1075,10 @@ async fn api_keys_act_in_their_tenant_until_revoked_or_expired() {
         token: Some(forged),
         tenant: None,
     };
-    assert_eq!(status(&s, &forged, Method::GET, "/v1/projects", None).await, 401);
+    assert_eq!(
+        status(&s, &forged, Method::GET, "/v1/projects", None).await,
+        401
+    );
     // Revoked: refused on the next request.
     let id = created["id"].as_str().unwrap();
     call(
@@ -1052,7 +1148,12 @@ async fn sign_in_is_rate_limited_per_account_and_recovers() {
         limited.header("ratelimit-policy").as_deref(),
         Some("\"auth-account\";q=2;w=2")
     );
-    assert!(limited.header("ratelimit").unwrap().starts_with("\"auth-account\";r=0;t="));
+    assert!(
+        limited
+            .header("ratelimit")
+            .unwrap()
+            .starts_with("\"auth-account\";r=0;t=")
+    );
     // Another account from the same IP is not affected.
     signin(&s, "bob@example.com", PASSWORD)
         .await
@@ -1094,8 +1195,7 @@ async fn signing_keys_rotate_without_signing_anyone_out() {
     let stranger = plinth_auth::KeyRing::new(plinth_auth::SigningKey::generate().unwrap(), [])
         .unwrap()
         .sign(
-            &plinth_auth::Claims::new("u", "s", None, "plinth", "plinth", unix_now(), 60)
-                .unwrap(),
+            &plinth_auth::Claims::new("u", "s", None, "plinth", "plinth", unix_now(), 60).unwrap(),
         )
         .unwrap();
     call(
@@ -1114,7 +1214,13 @@ async fn signing_keys_rotate_without_signing_anyone_out() {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
     let fresh = signin(&s, "ann@example.com", PASSWORD).await.ok();
     let fresh_kid = {
-        let header = fresh["access_token"].as_str().unwrap().split('.').next().unwrap().to_owned();
+        let header = fresh["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
         // The kid is in the JWKS and differs from the old one.
         jwks["keys"]
             .as_array()
@@ -1140,9 +1246,15 @@ async fn the_example_blog_works_as_documented() {
     let reader = signup(&s, "reader@example.com").await;
     let blog = new_tenant(&s, &ann, "Ann's blog").await;
     let a = ann.who().in_tenant(&blog);
-    let draft = call(&s, &a, Method::POST, "/v1/posts", Some(&json!({"title": "draft"})))
-        .await
-        .created();
+    let draft = call(
+        &s,
+        &a,
+        Method::POST,
+        "/v1/posts",
+        Some(&json!({"title": "draft"})),
+    )
+    .await
+    .created();
     let published = call(
         &s,
         &a,
@@ -1183,11 +1295,25 @@ async fn the_example_blog_works_as_documented() {
     assert_eq!(c["author"], json!(reader.id));
     let cid = c["id"].as_str().unwrap();
     assert_eq!(
-        status(&s, &anon, Method::POST, "/v1/comments", Some(json!({"post": published["id"], "body": "x"}))).await,
+        status(
+            &s,
+            &anon,
+            Method::POST,
+            "/v1/comments",
+            Some(json!({"post": published["id"], "body": "x"}))
+        )
+        .await,
         401
     );
     assert_eq!(
-        status(&s, &a, Method::PATCH, &format!("/v1/comments/{cid}"), Some(json!({"body": "edited"}))).await,
+        status(
+            &s,
+            &a,
+            Method::PATCH,
+            &format!("/v1/comments/{cid}"),
+            Some(json!({"body": "edited"}))
+        )
+        .await,
         404
     );
     // The blog's owner may delete it (moderation).

@@ -709,12 +709,18 @@ async fn enum_values_in_use_cannot_be_removed_and_new_ones_are_added() {
 }
 
 const PEOPLE: &str = r#"
+[collections.authors]
+permissions = "public"
 [collections.authors.fields]
 name = { type = "text" }
 
+[collections.editors]
+permissions = "public"
 [collections.editors.fields]
 name = { type = "text" }
 
+[collections.notes]
+permissions = "public"
 [collections.notes.fields]
 by = { type = "relation", collection = "authors" }
 "#;
@@ -861,7 +867,7 @@ async fn unique_and_required_relation_fields_are_added() {
     let post = s.create_post("p").await;
     s.stop().await;
 
-    let editors = "\n[collections.editors.fields]\nname = { type = \"text\" }\n";
+    let editors = "\n[collections.editors]\npermissions = \"public\"\n[collections.editors.fields]\nname = { type = \"text\" }\n";
     let with_code = edit(
         &example_schema(),
         "body         = { type = \"text\" }",
@@ -963,4 +969,65 @@ async fn relation_indexes_follow_renames_and_covering_indexes() {
     );
     s.delete(&item("authors", &author)).await.expect_status(409);
     s.stop().await;
+}
+
+const TENANTED: &str = r#"
+[roles.editor]
+
+[collections.pages]
+tenant_scoped = true
+
+[collections.pages.permissions]
+list = ["owner", "admin", "editor"]
+read = ["owner", "admin", "editor"]
+create = ["owner", "admin"]
+
+[collections.pages.fields]
+title = { type = "text", required = true }
+code = { type = "text" }
+"#;
+
+#[tokio::test]
+async fn permission_and_role_changes_are_contract_steps_and_tenancy_changes_are_refused() {
+    let env = Env::with_schema(TENANTED);
+    env.start().await.stop().await;
+    // Permissions and roles: no SQL, but recorded like any change.
+    env.write_schema(&edit(
+        &edit(
+            TENANTED,
+            "[roles.editor]\n",
+            "[roles.editor]\n[roles.auditor]\n",
+        ),
+        "create = [\"owner\", \"admin\"]",
+        "create = [\"owner\", \"admin\", \"editor\"]\ndelete = [\"owner\"]",
+    ));
+    let out = plan(&env, 0).await;
+    assert!(
+        out.contains("permission `create` changed (contract only, no SQL)"),
+        "{out}"
+    );
+    assert!(out.contains("permission `delete` changed"), "{out}");
+    assert!(out.contains("custom roles changed"), "{out}");
+    apply(&env, &[]).await;
+    env.start().await.stop().await;
+    // A unique field of a tenant-scoped collection is added (unique per tenant)
+    // and the rebuilt table keeps its tenant column.
+    let with_unique = edit(
+        &std::fs::read_to_string(env.schema_path()).expect("schema"),
+        "code = { type = \"text\" }",
+        "code = { type = \"text\", unique = true }",
+    );
+    env.write_schema(&with_unique);
+    plan(&env, 0).await;
+    apply(&env, &[]).await;
+    // Tenancy cannot be switched by a migration.
+    env.write_schema(&edit(&with_unique, "tenant_scoped = true\n", ""));
+    let r = migrate(&env, &["plan"]).await;
+    assert_ne!(r.code, Some(0));
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("tenant_scoped"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 }

@@ -32,6 +32,10 @@ OHA = os.environ.get("OHA", os.path.join(TOOLS, "cargo/bin/oha"))
 PB = os.environ.get("POCKETBASE", os.path.join(TOOLS, "pb-venv/bin/pocketbase"))
 PLINTH = os.path.join(TARGET, "release/plinth")
 PB_ADMIN = ("bench@example.com", "bench-password-123")
+USER = ("reader@example.com", "bench reader password")
+# Sign-in budgets out of the way: the sign-in scenario measures argon2, not the limiter.
+PLINTH_FLAGS = ["--access-token-ttl", "3600", "--rate-limits", "auth-ip=100000000/60s,auth-account=100000000/60s",
+                "--log-format", "json"]
 
 
 def log(*a):
@@ -143,7 +147,7 @@ def seed_pocketbase(db, n):
 
 def start_plinth(workdir, port, n):
     data = os.path.join(workdir, "plinth-data")
-    args = [PLINTH, "serve", "--schema", os.path.join(ROOT, "bench/plinth.toml"), "--data-dir", data, "--listen", f"127.0.0.1:{port}"]
+    args = [PLINTH, "serve", "--schema", os.path.join(ROOT, "bench/plinth.toml"), "--data-dir", data, "--listen", f"127.0.0.1:{port}", *PLINTH_FLAGS]
     # First start creates the schema; seed with the server stopped.
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_ready(f"http://127.0.0.1:{port}/readyz", p)
@@ -162,7 +166,7 @@ def start_plinth_pg(workdir, port, n, admin_url):
     subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {name}"], check=True)
     url = admin_url.rsplit("/", 1)[0] + "/" + name
     args = [PLINTH, "serve", "--schema", os.path.join(ROOT, "bench/plinth.toml"), "--database-url", url,
-            "--listen", f"127.0.0.1:{port}", "--db-max-connections", "16"]
+            "--listen", f"127.0.0.1:{port}", "--db-max-connections", "16", *PLINTH_FLAGS]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_ready(f"http://127.0.0.1:{port}/readyz", p)
     stop(p)
@@ -192,7 +196,8 @@ def start_pocketbase(workdir, port, n):
     wait_ready(f"{base}/api/health", p)
     tok = http("POST", f"{base}/api/collections/_superusers/auth-with-password", {"identity": PB_ADMIN[0], "password": PB_ADMIN[1]})["token"]
     http("POST", f"{base}/api/collections", {
-        "name": "posts", "type": "base", "listRule": "", "viewRule": "", "createRule": "",
+        "name": "posts", "type": "base",
+        "listRule": '@request.auth.id != ""', "viewRule": '@request.auth.id != ""', "createRule": '@request.auth.id != ""',
         "fields": [
             {"name": "title", "type": "text", "required": True, "max": 200},
             {"name": "body", "type": "text"},
@@ -208,6 +213,9 @@ def start_pocketbase(workdir, port, n):
             "CREATE INDEX idx_posts_status_created ON posts (status, created, id)",
         ],
     }, {"Authorization": tok})
+    # A reader account in PocketBase's built-in `users` auth collection.
+    http("POST", f"{base}/api/collections/users/records",
+         {"email": USER[0], "password": USER[1], "passwordConfirm": USER[1]}, {"Authorization": tok})
     stop(p)
     log(f"seeding pocketbase with {n} records")
     ids = seed_pocketbase(os.path.join(data, "data.db"), n)
@@ -216,8 +224,10 @@ def start_pocketbase(workdir, port, n):
     return p, ids
 
 
-def oha(url, duration, conns, method="GET", body=None, urls_file=None):
+def oha(url, duration, conns, method="GET", body=None, urls_file=None, headers=()):
     cmd = [OHA, "--no-tui", "--output-format", "json", "--wait-ongoing-requests-after-deadline", "-z", f"{duration}s", "-c", str(conns)]
+    for h in headers:
+        cmd += ["-H", h]
     if method != "GET":
         cmd += ["-m", method, "-H", "content-type: application/json", "-d", body]
     if urls_file:
@@ -240,6 +250,20 @@ def oha(url, duration, conns, method="GET", body=None, urls_file=None):
     }
 
 
+def plinth_principal(base):
+    """A user's access token and an API key (role member) of the user's tenant."""
+    http("POST", f"{base}/v1/auth/signup", {"email": USER[0], "password": USER[1]})
+    token = http("POST", f"{base}/v1/auth/signin", {"email": USER[0], "password": USER[1]})["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    tenant = http("POST", f"{base}/v1/tenants", {"name": "bench"}, auth)["id"]
+    key = http("POST", f"{base}/v1/tenants/{tenant}/api-keys", {"name": "bench", "role": "member"}, auth)["key"]
+    return token, key
+
+
+def pocketbase_token(base):
+    return http("POST", f"{base}/api/collections/users/auth-with-password", {"identity": USER[0], "password": USER[1]})["token"]
+
+
 def scenarios(kind, base, ids, workdir):
     rnd = random.Random(3)
     sample = [rnd.choice(ids) for _ in range(5000)]
@@ -247,18 +271,27 @@ def scenarios(kind, base, ids, workdir):
     with open(urls, "w") as f:
         for i in sample:
             f.write((f"{base}/v1/posts/{i}" if kind.startswith("plinth") else f"{base}/api/collections/posts/records/{i}") + "\n")
+    signin_body = json.dumps({"email": USER[0], "password": USER[1]})
     if kind.startswith("plinth"):
+        token, key = plinth_principal(base)
+        jwt = (f"Authorization: Bearer {token}",)
+        api_key = (f"Authorization: Bearer {key}",)
         return [
-            ("get by id", dict(url=None, urls_file=urls)),
-            ("list 20, -created_at", dict(url=f"{base}/v1/posts?limit=20")),
-            ("filtered list 20", dict(url=f"{base}/v1/posts?limit=20&filter=status%20%3D%20%22published%22")),
-            ("create", dict(url=f"{base}/v1/posts", method="POST", body='{"title":"bench","views":1,"status":"published"}')),
+            ("get by id (JWT)", dict(url=None, urls_file=urls, headers=jwt)),
+            ("get by id (API key)", dict(url=None, urls_file=urls, headers=api_key)),
+            ("list 20, -created_at (JWT)", dict(url=f"{base}/v1/posts?limit=20", headers=jwt)),
+            ("filtered list 20 (JWT)", dict(url=f"{base}/v1/posts?limit=20&filter=status%20%3D%20%22published%22", headers=jwt)),
+            ("create (JWT)", dict(url=f"{base}/v1/posts", method="POST", body='{"title":"bench","views":1,"status":"published"}', headers=jwt)),
+            ("sign-in (argon2)", dict(url=f"{base}/v1/auth/signin", method="POST", body=signin_body)),
         ]
+    pb = (f"Authorization: {pocketbase_token(base)}",)
     return [
-        ("get by id", dict(url=None, urls_file=urls)),
-        ("list 20, -created_at", dict(url=f"{base}/api/collections/posts/records?perPage=20&sort=-created&skipTotal=1")),
-        ("filtered list 20", dict(url=f"{base}/api/collections/posts/records?perPage=20&sort=-created&skipTotal=1&filter=(status%3D%27published%27)")),
-        ("create", dict(url=f"{base}/api/collections/posts/records", method="POST", body='{"title":"bench","views":1,"status":"published"}')),
+        ("get by id (JWT)", dict(url=None, urls_file=urls, headers=pb)),
+        ("list 20, -created_at (JWT)", dict(url=f"{base}/api/collections/posts/records?perPage=20&sort=-created&skipTotal=1", headers=pb)),
+        ("filtered list 20 (JWT)", dict(url=f"{base}/api/collections/posts/records?perPage=20&sort=-created&skipTotal=1&filter=(status%3D%27published%27)", headers=pb)),
+        ("create (JWT)", dict(url=f"{base}/api/collections/posts/records", method="POST", body='{"title":"bench","views":1,"status":"published"}', headers=pb)),
+        ("sign-in (argon2)", dict(url=f"{base}/api/collections/users/auth-with-password", method="POST",
+                                  body=json.dumps({"identity": USER[0], "password": USER[1]}))),
     ]
 
 
@@ -314,7 +347,9 @@ def main():
         f"# Benchmark {date}",
         "",
         f"`bench/run.py --records {args.records} --big {args.big} --duration {args.duration} --connections {args.connections}` on {cpu} cores, "
-        "oha on the same machine, loopback, release build, no auth (the auth scenarios come with the identity issue).",
+        "oha on the same machine, loopback, release build. Every scenario is authenticated: Plinth's collection allows "
+        "`authenticated` (a JWT from /v1/auth/signin, or an API key), PocketBase's rules are `@request.auth.id != \"\"` "
+        "(a users-collection token). Sign-in is bound by password hashing (Plinth: argon2id m=19 MiB t=2; PocketBase: bcrypt).",
         "Latencies in ms. Errors = non-2xx responses + transport errors. RSS = the server's peak resident memory (VmHWM) over the run.",
         "",
     ]
@@ -326,7 +361,7 @@ def main():
     if p and b:
         lines += ["## Ratios (Plinth / PocketBase, same records)", "", "| scenario | req/s ratio | p99 Plinth | p99 PocketBase |", "|---|---|---|---|"]
         for k in p:
-            if k.startswith("_"):
+            if k.startswith("_") or k not in b:
                 continue
             lines.append(f"| {k} | {p[k]['rps'] / max(b[k]['rps'], 1e-9):.1f}x | {p[k]['p99']:.2f} | {b[k]['p99']:.2f} |")
         lines += ["", f"Peak RSS: Plinth {p['_rss']:.0f} MB, PocketBase {b['_rss']:.0f} MB", ""]
@@ -334,7 +369,7 @@ def main():
     if q and b:
         lines += ["## Ratios (Plinth on PostgreSQL / PocketBase)", "", "| scenario | req/s ratio | p99 Plinth-PG | p99 PocketBase |", "|---|---|---|---|"]
         for k in q:
-            if k.startswith("_"):
+            if k.startswith("_") or k not in b:
                 continue
             lines.append(f"| {k} | {q[k]['rps'] / max(b[k]['rps'], 1e-9):.1f}x | {q[k]['p99']:.2f} | {b[k]['p99']:.2f} |")
         lines += ["", "(PostgreSQL's own memory is not in Plinth's RSS.)", ""]

@@ -204,7 +204,7 @@ pub(crate) fn identity_schemas(schemas: &mut Map<String, Json>, roles: &[&str]) 
     let uuid = json!({"type": "string", "format": "uuid"});
     let ts = json!({"type": "string", "format": "date-time"});
     let email = json!({"type": "string", "format": "email", "maxLength": 254});
-    let password = json!({"type": "string", "minLength": 1, "maxLength": 1024, "description": "New passwords need at least the configured length (12 by default), may not equal the email, and may be checked against a breached-password list."});
+    let password = json!({"type": "string", "minLength": 1, "maxLength": 256, "description": "New passwords need at least the configured length (12 by default), may not equal the email, and may be checked against a breached-password list."});
     let role = json!({"type": "string", "enum": roles});
     let obj = |props: Json, required: &[&str]| json!({"type": "object", "additionalProperties": false, "properties": props, "required": required});
     let list = |item: &str| {
@@ -304,7 +304,7 @@ pub(crate) fn identity_schemas(schemas: &mut Map<String, Json>, roles: &[&str]) 
         (
             "NewTenant",
             obj(
-                json!({"name": {"type": "string", "minLength": 1, "maxLength": 200}}),
+                json!({"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S", "description": "Trimmed; must not be blank."}}),
                 &["name"],
             ),
         ),
@@ -332,7 +332,7 @@ pub(crate) fn identity_schemas(schemas: &mut Map<String, Json>, roles: &[&str]) 
         (
             "NewApiKey",
             obj(
-                json!({"name": {"type": "string", "minLength": 1, "maxLength": 200}, "role": role, "expires_at": {"type": "string", "format": "date-time", "description": "When the key stops working (optional)."}}),
+                json!({"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}, "role": role, "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "When the key stops working (optional, in the future)."}}),
                 &["name", "role"],
             ),
         ),

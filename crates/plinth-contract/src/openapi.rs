@@ -438,7 +438,7 @@ fn components(schema: &Schema) -> Json {
             "additionalProperties": false,
             "properties": {
                 "field": {"type": "string", "description": "Top-level field name; empty for the whole body."},
-                "code": {"type": "string", "enum": ["required", "type", "min_length", "max_length", "pattern", "minimum", "maximum", "enum", "format", "unknown_field", "read_only", "relation_not_found", "unique", "invalid"]},
+                "code": {"type": "string", "enum": ["required", "type", "min_length", "max_length", "pattern", "minimum", "maximum", "enum", "format", "unknown_field", "read_only", "relation_not_found", "unique", "invalid", "password_policy", "wrong_password", "no_account", "not_a_member"]},
                 "message": {"type": "string"}
             }
         }),

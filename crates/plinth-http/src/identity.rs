@@ -292,6 +292,11 @@ pub(crate) async fn refresh(
     auth_budget(&state, &ip, None).await?;
     let b: RefreshBody = body(&state, &headers, raw).await?;
     let hash = hex(&plinth_auth::token_hash(&b.refresh_token));
+    // Per account too: the budget is spent before the token is, so a 429
+    // never leaves the client with a spent token and no successor.
+    if let Some(owner) = state.store.refresh_owner(&hash).await? {
+        rate_limited(&state, "auth-account", &owner).await?;
+    }
     let next = plinth_auth::new_refresh_token().map_err(|_| ApiError::Internal)?;
     let next_hash = hex(&plinth_auth::token_hash(&next));
     let outcome = state
@@ -541,7 +546,7 @@ pub(crate) async fn create_tenant(
     let b: NewTenant = body(&state, &headers, raw).await?;
     let name = b.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(field_error("name", "length", "must be 1 to 200 characters"));
+        return Err(field_error("name", "invalid", "must be 1 to 200 characters"));
     }
     let t = state.store.create_tenant(name, &user, now()).await?;
     let mut r = json_response(
@@ -801,7 +806,7 @@ pub(crate) async fn create_api_key(
     let b: NewKey = body(&state, &headers, raw).await?;
     let name = b.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(field_error("name", "length", "must be 1 to 200 characters"));
+        return Err(field_error("name", "invalid", "must be 1 to 200 characters"));
     }
     check_role_name(&state, &b.role)?;
     if b.role == "owner" || (b.role == "admin" && mine != "owner") {
@@ -821,7 +826,7 @@ pub(crate) async fn create_api_key(
         })?),
     };
     if expires_at.is_some_and(|e| e <= t) {
-        return Err(field_error("expires_at", "past", "must be in the future"));
+        return Err(field_error("expires_at", "invalid", "must be in the future"));
     }
     let parts = plinth_auth::new_api_key().map_err(|_| ApiError::Internal)?;
     let key = state

@@ -122,6 +122,11 @@ impl Store {
         ))
     }
 
+    /// The account a refresh token (SHA-256 hex) belongs to, if any.
+    pub async fn refresh_owner(&self, hash: &str) -> Result<Option<String>> {
+        read!(self, |e| identity::refresh_owner(&mut e, hash))
+    }
+
     pub async fn revoke_session(
         &self,
         user_id: &str,

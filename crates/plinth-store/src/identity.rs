@@ -748,6 +748,24 @@ pub(crate) async fn rotate_refresh<E: Exec>(
     })
 }
 
+/// The account a refresh token belongs to (for per-account rate limits).
+pub(crate) async fn refresh_owner<E: Exec>(e: &mut E, hash: &str) -> Result<Option<String>> {
+    let rows = e
+        .rows(Stmt::Select(
+            Query::select()
+                .expr(c(SESSIONS, "user_id"))
+                .from(a(REFRESH))
+                .inner_join(
+                    a(SESSIONS),
+                    c(SESSIONS, "id").equals((a(REFRESH), a("session_id"))),
+                )
+                .and_where(c(REFRESH, "hash").eq(hash))
+                .to_owned(),
+        ))
+        .await?;
+    rows.first().map(|r| cell(r, 0)?.text()).transpose()
+}
+
 /// Revokes one session of a user; false if there is no such active session.
 pub(crate) async fn revoke_session<E: Exec>(
     e: &mut E,

@@ -546,7 +546,11 @@ pub(crate) async fn create_tenant(
     let b: NewTenant = body(&state, &headers, raw).await?;
     let name = b.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(field_error("name", "invalid", "must be 1 to 200 characters"));
+        return Err(field_error(
+            "name",
+            "invalid",
+            "must be 1 to 200 characters",
+        ));
     }
     let t = state.store.create_tenant(name, &user, now()).await?;
     let mut r = json_response(
@@ -806,7 +810,11 @@ pub(crate) async fn create_api_key(
     let b: NewKey = body(&state, &headers, raw).await?;
     let name = b.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(field_error("name", "invalid", "must be 1 to 200 characters"));
+        return Err(field_error(
+            "name",
+            "invalid",
+            "must be 1 to 200 characters",
+        ));
     }
     check_role_name(&state, &b.role)?;
     if b.role == "owner" || (b.role == "admin" && mine != "owner") {
@@ -826,7 +834,11 @@ pub(crate) async fn create_api_key(
         })?),
     };
     if expires_at.is_some_and(|e| e <= t) {
-        return Err(field_error("expires_at", "invalid", "must be in the future"));
+        return Err(field_error(
+            "expires_at",
+            "invalid",
+            "must be in the future",
+        ));
     }
     let parts = plinth_auth::new_api_key().map_err(|_| ApiError::Internal)?;
     let key = state

@@ -1160,7 +1160,25 @@ async fn sign_in_is_rate_limited_per_account_and_recovers() {
         .expect_status(401);
     // After the window the account can sign in again.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    signin(&s, "ann@example.com", PASSWORD).await.ok();
+    let session = signin(&s, "ann@example.com", PASSWORD).await.ok();
+    // Refresh is limited per account too, before the token is spent: a 429
+    // leaves the refresh token usable once the window has passed.
+    let mut refresh = session["refresh_token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..2 {
+        let r = s
+            .post("/v1/auth/refresh", &json!({"refresh_token": refresh}))
+            .await
+            .ok();
+        refresh = r["refresh_token"].as_str().unwrap().to_owned();
+    }
+    s.post("/v1/auth/refresh", &json!({"refresh_token": refresh}))
+        .await
+        .expect_status(429);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.post("/v1/auth/refresh", &json!({"refresh_token": refresh}))
+        .await
+        .ok();
 }
 
 #[tokio::test]

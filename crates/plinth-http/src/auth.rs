@@ -95,6 +95,12 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 /// The signing keys, shared by every instance through the database.
 pub(crate) struct Keys {
     ring: RwLock<KeyRing>,
+    /// Tokens whose signature was already verified, with their claims. An
+    /// Ed25519 verification costs tens of microseconds; a token is checked on
+    /// every request it is sent with. Only the exact token string hits, expiry
+    /// is checked on every hit, and the cache is emptied whenever the keys
+    /// change (so a removed key's tokens stop working at once).
+    verified: Mutex<HashMap<String, plinth_auth::Claims>>,
     /// When the keys were last read from the database (reloads triggered by
     /// an unknown `kid` are limited: anyone can send one).
     last_reload: Mutex<Instant>,
@@ -103,6 +109,8 @@ pub(crate) struct Keys {
 /// How often an instance re-reads the keys to pick up a rotation.
 pub(crate) const KEY_REFRESH: Duration = Duration::from_secs(60);
 const MIN_RELOAD_GAP: Duration = Duration::from_secs(5);
+/// Most verified tokens remembered (then the cache starts over).
+const VERIFIED_CACHE: usize = 16_384;
 
 fn ring_of(stored: &[StoredSigningKey]) -> Result<Option<KeyRing>, String> {
     let Some((newest, older)) = stored.split_last() else {
@@ -160,6 +168,7 @@ impl Keys {
             .ok_or_else(|| ConfigError::Keys("no signing key".into()))?;
         Ok(Keys {
             ring: RwLock::new(ring),
+            verified: Mutex::new(HashMap::new()),
             last_reload: Mutex::new(Instant::now()),
         })
     }
@@ -172,8 +181,16 @@ impl Keys {
         match store.signing_keys().await {
             Ok(stored) => match ring_of(&stored) {
                 Ok(Some(ring)) => {
+                    let changed = self
+                        .ring
+                        .read()
+                        .map(|r| r.kids().ne(ring.kids()))
+                        .unwrap_or(true);
                     if let Ok(mut slot) = self.ring.write() {
                         *slot = ring;
+                    }
+                    if changed && let Ok(mut v) = self.verified.lock() {
+                        v.clear();
                     }
                 }
                 Ok(None) => {}
@@ -204,9 +221,25 @@ impl Keys {
         cfg: &AuthConfig,
         token: &str,
     ) -> Result<plinth_auth::Claims, TokenError> {
+        let t = now();
+        if let Ok(v) = self.verified.lock()
+            && let Some(c) = v.get(token)
+        {
+            if t > c.exp.saturating_add(plinth_auth::LEEWAY_SECS) {
+                return Err(TokenError::Expired);
+            }
+            return Ok(c.clone());
+        }
         let attempt = || -> Result<plinth_auth::Claims, TokenError> {
             let ring = self.ring.read().map_err(|_| TokenError::Malformed)?;
-            ring.verify(token, &cfg.issuer, &cfg.audience, now())
+            let claims = ring.verify(token, &cfg.issuer, &cfg.audience, t)?;
+            if let Ok(mut v) = self.verified.lock() {
+                if v.len() >= VERIFIED_CACHE {
+                    v.clear();
+                }
+                v.insert(token.to_owned(), claims.clone());
+            }
+            Ok(claims)
         };
         match attempt() {
             Err(TokenError::UnknownKid { kid }) => {

@@ -65,6 +65,25 @@ impl Default for AuthConfig {
     }
 }
 
+/// Runs password hashing or verification on the blocking pool, at most one
+/// per CPU at a time. Each argon2id call holds 19 MiB for tens of
+/// milliseconds: unbounded, a sign-in flood would hold memory proportional to
+/// the number of requests in flight (and the blocking pool has 512 threads).
+/// Queued calls wait their turn; the per-IP and per-account limits keep the
+/// queue short.
+pub(crate) async fn hashing<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    // The semaphore is never closed, so acquiring cannot fail; if it did,
+    // hashing without a permit is still correct.
+    let _permit = slots.acquire().await.ok();
+    tokio::task::spawn_blocking(f).await
+}
+
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

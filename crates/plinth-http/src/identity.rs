@@ -186,7 +186,7 @@ pub(crate) async fn signup(
         ));
     }
     let password = b.password;
-    let hash = tokio::task::spawn_blocking(move || plinth_auth::hash_password(&password))
+    let hash = crate::auth::hashing(move || plinth_auth::hash_password(&password))
         .await
         .map_err(|_| ApiError::Internal)?
         .map_err(|_| ApiError::Internal)?;
@@ -256,7 +256,7 @@ pub(crate) async fn signin(
     let found = state.store.credentials(&email).await?;
     let password = b.password;
     let phc = found.as_ref().map(|c| c.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || match phc {
+    let ok = crate::auth::hashing(move || match phc {
         Some(phc) => plinth_auth::verify_password(&password, &phc),
         None => {
             plinth_auth::dummy_verify(&password);
@@ -468,7 +468,7 @@ pub(crate) async fn change_password(
         ));
     }
     let (current, new, phc) = (b.current_password, b.new_password, creds.password_hash);
-    let hashed = tokio::task::spawn_blocking(move || {
+    let hashed = crate::auth::hashing(move || {
         if plinth_auth::verify_password(&current, &phc) {
             plinth_auth::hash_password(&new).map(Some)
         } else {

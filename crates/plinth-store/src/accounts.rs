@@ -10,6 +10,41 @@ use crate::postgres::{PgExec, pg_err};
 use crate::sqlite::SqliteExec;
 use crate::{Backend, Result, Store};
 
+/// The answers of the two per-request identity lookups (session liveness and
+/// role; API key by prefix), remembered for the embedded database only.
+///
+/// Sound because with SQLite exactly one process serves a data directory (it
+/// holds the directory's lock) and every change to sessions, memberships and
+/// keys goes through this `Store`: each such write bumps `generation` after it
+/// commits, and an entry is used only while the generation it was read under
+/// is current. A lookup notes the generation *before* reading, so a read that
+/// races with a write is never served afterwards. Changes made with other
+/// tools while the server runs are not seen until a restart (runbooks say so).
+/// PostgreSQL serves several instances, so it is always asked.
+#[derive(Default)]
+pub(crate) struct IdentityCache {
+    generation: std::sync::atomic::AtomicU64,
+    sessions: std::sync::Mutex<std::collections::HashMap<SessionKey, (SessionPrincipal, i64, u64)>>,
+    keys: std::sync::Mutex<std::collections::HashMap<String, (Option<ApiKeyAuth>, u64)>>,
+}
+
+/// (session id, user id, tenant).
+type SessionKey = (String, String, Option<String>);
+
+/// Most entries per map (then it starts over).
+const CACHE_ENTRIES: usize = 16_384;
+
+impl IdentityCache {
+    fn current(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Runs `$body` (an identity call over `$e`) in a write transaction.
 /// Arguments the body uses must be owned locals: the SQLite arm moves them
 /// to the writer thread.
@@ -88,13 +123,16 @@ impl Store {
             password_hash.to_owned(),
             keep_session.map(str::to_owned),
         );
-        write_tx!(self, |e| identity::set_password(
+        let out = write_tx!(self, |e| identity::set_password(
             &mut e,
             &user,
             &hash,
             keep.as_deref(),
             now
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn create_session(&self, s: NewSession) -> Result<Session> {
@@ -112,14 +150,17 @@ impl Store {
         ip: Option<&str>,
     ) -> Result<Refresh> {
         let (hash, new_hash, ip) = (hash.to_owned(), new_hash.to_owned(), ip.map(str::to_owned));
-        write_tx!(self, |e| identity::rotate_refresh(
+        let out = write_tx!(self, |e| identity::rotate_refresh(
             &mut e,
             &hash,
             &new_hash,
             now,
             idle_secs,
             ip.as_deref()
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     /// The account a refresh token (SHA-256 hex) belongs to, if any.
@@ -135,9 +176,12 @@ impl Store {
         reason: &str,
     ) -> Result<bool> {
         let (user, sid, reason) = (user_id.to_owned(), session_id.to_owned(), reason.to_owned());
-        write_tx!(self, |e| identity::revoke_session(
+        let out = write_tx!(self, |e| identity::revoke_session(
             &mut e, &user, &sid, now, &reason
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn revoke_sessions(
@@ -152,13 +196,16 @@ impl Store {
             keep.map(str::to_owned),
             reason.to_owned(),
         );
-        write_tx!(self, |e| identity::revoke_sessions(
+        let out = write_tx!(self, |e| identity::revoke_sessions(
             &mut e,
             &user,
             keep.as_deref(),
             now,
             &reason
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn sessions(&self, user_id: &str, now: i64) -> Result<Vec<Session>> {
@@ -173,9 +220,36 @@ impl Store {
         tenant: Option<&str>,
         now: i64,
     ) -> Result<Option<SessionPrincipal>> {
-        read!(self, |e| identity::session_principal(
+        if matches!(self.inner, Backend::Postgres(_)) {
+            return read!(self, |e| identity::session_principal(
+                &mut e, session_id, user_id, tenant, now
+            ))
+            .map(|o| o.map(|(p, _)| p));
+        }
+        let cache = &self.identity;
+        let key = (
+            session_id.to_owned(),
+            user_id.to_owned(),
+            tenant.map(str::to_owned),
+        );
+        let generation = cache.current();
+        if let Ok(map) = cache.sessions.lock()
+            && let Some((p, expires_at, g)) = map.get(&key)
+            && *g == generation
+            && *expires_at > now
+        {
+            return Ok(Some(p.clone()));
+        }
+        let found = read!(self, |e| identity::session_principal(
             &mut e, session_id, user_id, tenant, now
-        ))
+        ))?;
+        if let (Some((p, expires_at)), Ok(mut map)) = (&found, cache.sessions.lock()) {
+            if map.len() >= CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(key, (p.clone(), *expires_at, generation));
+        }
+        Ok(found.map(|(p, _)| p))
     }
 
     pub async fn record_event(
@@ -210,9 +284,12 @@ impl Store {
     /// Creates a tenant with `owner` as its first member (role `owner`).
     pub async fn create_tenant(&self, name: &str, owner: &str, now: i64) -> Result<Tenant> {
         let (name, owner) = (name.to_owned(), owner.to_owned());
-        write_tx!(self, |e| identity::create_tenant(
+        let out = write_tx!(self, |e| identity::create_tenant(
             &mut e, &name, &owner, now
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn tenants_of(&self, user_id: &str) -> Result<Vec<(Tenant, String)>> {
@@ -231,9 +308,12 @@ impl Store {
         now: i64,
     ) -> Result<MemberChange> {
         let (tenant, email, role) = (tenant.to_owned(), email.to_owned(), role.to_owned());
-        write_tx!(self, |e| identity::add_member(
+        let out = write_tx!(self, |e| identity::add_member(
             &mut e, &tenant, &email, &role, now
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     /// Sets a member's role (`Some`) or removes them (`None`); never removes the last owner.
@@ -248,16 +328,22 @@ impl Store {
             user_id.to_owned(),
             role.map(str::to_owned),
         );
-        write_tx!(self, |e| identity::change_member(
+        let out = write_tx!(self, |e| identity::change_member(
             &mut e,
             &tenant,
             &user,
             role.as_deref()
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn create_api_key(&self, k: NewApiKey) -> Result<ApiKey> {
-        write_tx!(self, |e| identity::create_api_key(&mut e, k))
+        let out = write_tx!(self, |e| identity::create_api_key(&mut e, k));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>> {
@@ -265,19 +351,43 @@ impl Store {
     }
 
     pub async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKeyAuth>> {
-        read!(self, |e| identity::api_key_by_prefix(&mut e, prefix))
+        if matches!(self.inner, Backend::Postgres(_)) {
+            return read!(self, |e| identity::api_key_by_prefix(&mut e, prefix));
+        }
+        let cache = &self.identity;
+        let generation = cache.current();
+        if let Ok(map) = cache.keys.lock()
+            && let Some((k, g)) = map.get(prefix)
+            && *g == generation
+        {
+            return Ok(k.clone());
+        }
+        let found = read!(self, |e| identity::api_key_by_prefix(&mut e, prefix))?;
+        if let Ok(mut map) = cache.keys.lock() {
+            if map.len() >= CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(prefix.to_owned(), (found.clone(), generation));
+        }
+        Ok(found)
     }
 
     pub async fn revoke_api_key(&self, tenant: &str, id: &str, now: i64) -> Result<bool> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        write_tx!(self, |e| identity::revoke_api_key(
+        let out = write_tx!(self, |e| identity::revoke_api_key(
             &mut e, &tenant, &id, now
-        ))
+        ));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn touch_api_key(&self, id: &str, now: i64) -> Result<()> {
         let id = id.to_owned();
-        write_tx!(self, |e| identity::touch_api_key(&mut e, &id, now))
+        let out = write_tx!(self, |e| identity::touch_api_key(&mut e, &id, now));
+        // After the commit: cached lookups made before it are stale.
+        self.identity.bump();
+        out
     }
 
     pub async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {

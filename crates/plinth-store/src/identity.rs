@@ -836,18 +836,22 @@ pub(crate) async fn session_principal<E: Exec>(
     user_id: &str,
     tenant: Option<&str>,
     now: i64,
-) -> Result<Option<SessionPrincipal>> {
+) -> Result<Option<(SessionPrincipal, i64)>> {
+    // Only equality on keys in SQL: a range condition on a bound value
+    // (`expires_at > ?`) makes SQLite re-plan the statement at every
+    // execution (its plan may depend on the value), which costs more than
+    // the whole rest of the lookup. Liveness is checked here instead.
     let mut q = Query::select();
     q.expr(c(USERS_TABLE, "email"))
+        .expr(c(SESSIONS, "revoked_at"))
+        .expr(c(SESSIONS, "expires_at"))
         .from(a(SESSIONS))
         .inner_join(
             a(USERS_TABLE),
             c(USERS_TABLE, "id").equals((a(SESSIONS), a("user_id"))),
         )
         .and_where(c(SESSIONS, "id").eq(session_id))
-        .and_where(c(SESSIONS, "user_id").eq(user_id))
-        .and_where(c(SESSIONS, "revoked_at").is_null())
-        .and_where(c(SESSIONS, "expires_at").gt(now));
+        .and_where(c(SESSIONS, "user_id").eq(user_id));
     if let Some(t) = tenant {
         q.expr(c(MEMBERS, "role")).left_join(
             a(MEMBERS),
@@ -857,17 +861,23 @@ pub(crate) async fn session_principal<E: Exec>(
         );
     }
     let rows = e.rows(Stmt::Select(q)).await?;
-    rows.first()
-        .map(|r| {
-            Ok(SessionPrincipal {
-                email: cell(r, 0)?.text()?,
-                role: match tenant {
-                    Some(_) => cell(r, 1)?.opt_text()?,
-                    None => None,
-                },
-            })
-        })
-        .transpose()
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    let expires_at = cell(r, 2)?.int()?;
+    if cell(r, 1)?.opt_int()?.is_some() || expires_at <= now {
+        return Ok(None);
+    }
+    Ok(Some((
+        SessionPrincipal {
+            email: cell(r, 0)?.text()?,
+            role: match tenant {
+                Some(_) => cell(r, 3)?.opt_text()?,
+                None => None,
+            },
+        },
+        expires_at,
+    )))
 }
 
 pub(crate) async fn record_event<E: Exec>(

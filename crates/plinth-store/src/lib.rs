@@ -173,6 +173,8 @@ pub struct Store {
     /// Rate-limit state of the embedded database (one process per data
     /// directory, so memory is the shared state). PostgreSQL keeps it in a table.
     limits: Arc<std::sync::Mutex<std::collections::HashMap<String, f64>>>,
+    /// Identity lookups of the embedded database (see `accounts::IdentityCache`).
+    identity: Arc<accounts::IdentityCache>,
 }
 
 /// Seconds since the Unix epoch, as a float.
@@ -202,6 +204,7 @@ impl Store {
             db.map(|d| Store {
                 inner: Backend::Sqlite(Arc::new(d)),
                 limits: Arc::default(),
+                identity: Arc::default(),
             }),
             state,
         ))
@@ -218,6 +221,7 @@ impl Store {
             db.map(|d| Store {
                 inner: Backend::Postgres(Arc::new(d)),
                 limits: Arc::default(),
+                identity: Arc::default(),
             }),
             state,
         ))

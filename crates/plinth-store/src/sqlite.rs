@@ -73,6 +73,13 @@ fn configure(conn: &Connection, read_only: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Query planner stability: a statement is planned once, not re-planned
+    // whenever a bound value might change the plan (SQLite's STAT4 build
+    // otherwise re-prepares such statements at every execution).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     if read_only {
         conn.pragma_update(None, "query_only", "ON")?;
     }

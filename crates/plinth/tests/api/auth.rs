@@ -444,6 +444,53 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
 }
 
 #[tokio::test]
+async fn idle_sessions_expire_and_tokens_can_carry_the_tenant() {
+    let env = Env::with_schema(SAAS);
+    let s = env.start_with(&["--refresh-idle-ttl", "1"]).await;
+    let ann = signup(&s, "ann@example.com").await;
+    let t = new_tenant(&s, &ann, "T").await;
+    // A token issued for a tenant needs no header.
+    let scoped = s
+        .post(
+            "/v1/auth/signin",
+            &json!({"email": "ann@example.com", "password": PASSWORD, "tenant_id": t}),
+        )
+        .await
+        .ok();
+    let who = Who {
+        token: Some(scoped["access_token"].as_str().unwrap().to_owned()),
+        tenant: None,
+    };
+    call(
+        &s,
+        &who,
+        Method::POST,
+        "/v1/projects",
+        Some(&json!({"name": "p"})),
+    )
+    .await
+    .created();
+    let me = call(&s, &who, Method::GET, "/v1/auth/me", None).await.ok();
+    assert_eq!(me["tenant_id"], json!(t));
+    assert_eq!(me["role"], json!("owner"));
+    // Only for a tenant one belongs to.
+    let bob = signup(&s, "bob@example.com").await;
+    let r = s
+        .post(
+            "/v1/auth/signin",
+            &json!({"email": bob.email, "password": PASSWORD, "tenant_id": t}),
+        )
+        .await;
+    r.expect_status(422);
+    assert_eq!(r.json()["errors"][0]["code"], json!("not_a_member"));
+    // A refresh token unused for longer than the idle lifetime is dead.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.post("/v1/auth/refresh", &json!({"refresh_token": ann.refresh}))
+        .await
+        .expect_status(401);
+}
+
+#[tokio::test]
 async fn sessions_are_listed_revoked_and_password_changes_end_the_others() {
     let env = Env::with_schema(SAAS);
     let s = env.start().await;
@@ -566,8 +613,39 @@ async fn every_action_for_every_role_and_changes_take_effect_at_once() {
     );
     let p0 = owners_project["id"].as_str().unwrap().to_owned();
 
+    // An API key with the member role takes part in the matrix like a user.
+    let key = call(
+        &s,
+        &owner.who(),
+        Method::POST,
+        &format!("/v1/tenants/{t}/api-keys"),
+        Some(&json!({"name": "matrix", "role": "member"})),
+    )
+    .await
+    .created()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_user = User {
+        id: String::new(),
+        email: String::new(),
+        access: key,
+        refresh: String::new(),
+    };
+    users.push(("api key", key_user));
+    users.push((
+        "owner",
+        User {
+            id: owner.id.clone(),
+            email: owner.email.clone(),
+            access: owner.access.clone(),
+            refresh: String::new(),
+        },
+    ));
     // role → (list, read, create, update someone else's, delete)
     let expected: &[(&str, [u16; 5])] = &[
+        ("owner", [200, 200, 201, 200, 204]),
+        ("api key", [200, 200, 201, 403, 403]),
         ("admin", [200, 200, 201, 200, 204]),
         ("member", [200, 200, 201, 404, 403]),
         ("viewer", [200, 200, 403, 404, 403]),

@@ -65,23 +65,55 @@ impl Default for AuthConfig {
     }
 }
 
-/// Runs password hashing or verification on the blocking pool, at most one
-/// per CPU at a time. Each argon2id call holds 19 MiB for tens of
-/// milliseconds: unbounded, a sign-in flood would hold memory proportional to
-/// the number of requests in flight (and the blocking pool has 512 threads).
-/// Queued calls wait their turn; the per-IP and per-account limits keep the
-/// queue short.
+/// Runs password hashing or verification on a few dedicated threads (one per
+/// CPU). Each argon2id call holds 19 MiB for tens of milliseconds; run on
+/// tokio's blocking pool (up to 512 threads, each with its own allocator
+/// arena that keeps freed memory), a sign-in burst would leave hundreds of
+/// megabytes resident. Here at most one call per CPU runs at a time and the
+/// memory stays with those threads; queued calls wait their turn (the per-IP
+/// and per-account limits keep the queue short).
 pub(crate) async fn hashing<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let slots = SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+) -> Result<T, ApiError> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static POOL: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..n {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("plinth-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // Take one job, then let go of the queue while it runs.
+                        let job = match rx.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            }
+        }
+        Mutex::new(tx)
     });
-    // The semaphore is never closed, so acquiring cannot fail; if it did,
-    // hashing without a permit is still correct.
-    let _permit = slots.acquire().await.ok();
-    tokio::task::spawn_blocking(f).await
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    pool.lock()
+        .map_err(|_| ApiError::Internal)?
+        .send(job)
+        .map_err(|_| ApiError::Internal)?;
+    rx.await.map_err(|_| ApiError::Internal)
 }
 
 pub(crate) fn now() -> i64 {

@@ -187,8 +187,7 @@ pub(crate) async fn signup(
     }
     let password = b.password;
     let hash = crate::auth::hashing(move || plinth_auth::hash_password(&password))
-        .await
-        .map_err(|_| ApiError::Internal)?
+        .await?
         .map_err(|_| ApiError::Internal)?;
     let t = now();
     let user = match state.store.create_user(&email, &hash, t).await {
@@ -263,8 +262,7 @@ pub(crate) async fn signin(
             false
         }
     })
-    .await
-    .map_err(|_| ApiError::Internal)?;
+    .await?;
     let Some(user) = found.filter(|_| ok).map(|c| c.user) else {
         return Err(bad_credentials());
     };
@@ -475,8 +473,7 @@ pub(crate) async fn change_password(
             Ok(None)
         }
     })
-    .await
-    .map_err(|_| ApiError::Internal)?
+    .await?
     .map_err(|_| ApiError::Internal)?;
     let Some(hash) = hashed else {
         return Err(field_error(

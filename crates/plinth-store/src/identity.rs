@@ -28,7 +28,7 @@ use crate::{Result, StoreError};
 
 pub(crate) const USERS_TABLE: &str = "_plinth_users";
 pub(crate) const TENANTS_TABLE: &str = "_plinth_tenants";
-const MEMBERS: &str = "_plinth_members";
+pub(crate) const MEMBERS: &str = "_plinth_members";
 const SESSIONS: &str = "_plinth_sessions";
 const REFRESH: &str = "_plinth_refresh_tokens";
 const API_KEYS: &str = "_plinth_api_keys";

@@ -385,6 +385,10 @@ impl Postgres {
         tenant: Option<&str>,
     ) -> Result<()> {
         for (f, target) in c.relations() {
+            // Owner fields hold the signed-in user, set by the server.
+            if f.server_set() {
+                continue;
+            }
             let Some((_, Value::Text(id))) = fields.iter().find(|(n, _)| *n == f.name) else {
                 continue;
             };
@@ -393,7 +397,7 @@ impl Postgres {
                 .from(col(crate::ddl::table_of(target)))
                 .and_where(Expr::col(col("id")).eq(id.as_str()))
                 .lock(sea_query::LockType::KeyShare);
-            if let Some(cond) = query::target_scope(&self.schema, target, tenant) {
+            if let Some(cond) = query::target_scope(&self.schema, c, target, tenant) {
                 q.cond_where(cond);
             }
             let (sql, values) = q.build(PostgresQueryBuilder);

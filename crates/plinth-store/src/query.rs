@@ -68,13 +68,28 @@ pub(crate) fn scope(
     Ok(Scope { cond, tenant })
 }
 
-/// The tenant condition of a relation target, if it is tenant-scoped: a
-/// record may only point at records of its own tenant.
+/// The tenant condition of a relation target: a record of a tenant-scoped
+/// collection may only point at records of its own tenant, and at users who
+/// are members of that tenant (so a relation cannot probe for, or point at,
+/// accounts outside it).
 pub(crate) fn target_scope(
     schema: &plinth_domain::Schema,
+    source: &plinth_domain::Collection,
     target: &str,
     tenant: Option<&str>,
 ) -> Option<Condition> {
+    if target == plinth_domain::schema::USERS {
+        if !source.tenant_scoped {
+            return None;
+        }
+        let tn = tenant?;
+        let members = sea_query::Query::select()
+            .column(Alias::new("user_id"))
+            .from(Alias::new(crate::identity::MEMBERS))
+            .and_where(col("tenant_id").eq(tn))
+            .to_owned();
+        return Some(Condition::all().add(col("id").in_subquery(members)));
+    }
     let t = schema.collection(target)?;
     if !t.tenant_scoped {
         return None;

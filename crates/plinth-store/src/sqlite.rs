@@ -349,6 +349,10 @@ impl Sqlite {
         tenant: Option<&str>,
     ) -> Result<()> {
         for (f, target) in c.relations() {
+            // Owner fields hold the signed-in user, set by the server.
+            if f.server_set() {
+                continue;
+            }
             let Some((_, Value::Text(id))) = fields.iter().find(|(n, _)| *n == f.name) else {
                 continue;
             };
@@ -356,7 +360,7 @@ impl Sqlite {
             q.expr(Expr::val(1i64))
                 .from(col(crate::ddl::table_of(target)))
                 .and_where(Expr::col(col("id")).eq(id.as_str()));
-            if let Some(cond) = query::target_scope(&self.schema, target, tenant) {
+            if let Some(cond) = query::target_scope(&self.schema, c, target, tenant) {
                 q.cond_where(cond);
             }
             let (sql, values) = q.build(SqliteQueryBuilder);

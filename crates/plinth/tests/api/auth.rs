@@ -35,8 +35,9 @@ tenant_scoped = true
 permissions = "authenticated"
 
 [collections.tasks.fields]
-project = { type = "relation", collection = "projects", required = true }
-title   = { type = "text", required = true }
+project  = { type = "relation", collection = "projects", required = true }
+title    = { type = "text", required = true }
+assignee = { type = "relation", collection = "users" }
 
 [collections.notes]
 tenant_scoped = true
@@ -441,6 +442,27 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     s.post("/v1/auth/refresh", &json!({"refresh_token": "plr_nope"}))
         .await
         .expect_status(401);
+}
+
+#[tokio::test]
+async fn breached_passwords_are_refused() {
+    let env = Env::with_schema(SAAS);
+    let list = env.dir().join("breached.txt");
+    std::fs::write(&list, "# known leaks\nPassword123456\n\nletmeinletmein\n").unwrap();
+    let s = env
+        .start_with(&["--breached-passwords", list.to_str().unwrap()])
+        .await;
+    for pw in ["password123456", "LetMeInLetMeIn"] {
+        let r = s
+            .post(
+                "/v1/auth/signup",
+                &json!({"email": "ann@example.com", "password": pw}),
+            )
+            .await;
+        r.expect_status(422);
+        assert_eq!(r.json()["errors"][0]["code"], json!("password_policy"));
+    }
+    signup(&s, "ann@example.com").await;
 }
 
 #[tokio::test]
@@ -951,6 +973,29 @@ async fn another_tenants_records_are_invisible_everywhere() {
     .await;
     r.expect_status(422);
     assert_eq!(r.json()["errors"][0]["code"], json!("relation_not_found"));
+    // A relation to a user is limited to members of the tenant: B cannot
+    // point at (or probe for) Ann's account.
+    let b_project =
+        call(&s, &b, Method::GET, "/v1/projects", None).await.ok()["items"][0]["id"].clone();
+    let r = call(
+        &s,
+        &b,
+        Method::POST,
+        "/v1/tasks",
+        Some(&json!({"project": b_project, "title": "t", "assignee": ann.id})),
+    )
+    .await;
+    r.expect_status(422);
+    assert_eq!(r.json()["errors"][0]["field"], json!("assignee"));
+    call(
+        &s,
+        &b,
+        Method::POST,
+        "/v1/tasks",
+        Some(&json!({"project": b_project, "title": "mine", "assignee": bob.id})),
+    )
+    .await
+    .created();
     // Naming A's tenant from B's account: not a member.
     assert_eq!(
         status(

@@ -186,6 +186,9 @@ impl From<StoreError> for ApiError {
             StoreError::TenantRequired(c) => ApiError::BadRequest(format!(
                 "`{c}` is tenant-scoped: name the tenant with the X-Plinth-Tenant header"
             )),
+            StoreError::UnknownTenant => {
+                ApiError::NotFound("no tenant with this id (X-Plinth-Tenant)".into())
+            }
             StoreError::Forbidden => ApiError::Forbidden(
                 "the permission rule does not allow a record with these values".into(),
             ),

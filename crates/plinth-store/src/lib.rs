@@ -114,6 +114,8 @@ pub enum StoreError {
     UnknownCollection(String),
     #[error("the permission rule does not allow this record")]
     Forbidden,
+    #[error("no tenant with this id")]
+    UnknownTenant,
     #[error("collection `{0}` is tenant-scoped and the request names no tenant")]
     TenantRequired(String),
     #[error("{0}")]

@@ -456,6 +456,19 @@ impl Postgres {
         let q = query::insert_record(c, &record, tenant, Dialect::Postgres)?;
         let (sql, values) = q.build(PostgresQueryBuilder);
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        if let Some(t) = tenant {
+            let (sql, values) = query::tenant_probe(t)
+                .lock(sea_query::LockType::KeyShare)
+                .to_owned()
+                .build(PostgresQueryBuilder);
+            let found = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if found.is_none() {
+                return Err(StoreError::UnknownTenant);
+            }
+        }
         self.check_relations(&mut tx, c, &record.fields, tenant)
             .await?;
         if let Err(e) = sqlx::query_with(AssertSqlSafe(sql.as_str()), args(&values)?)

@@ -68,6 +68,17 @@ pub(crate) fn scope(
     Ok(Scope { cond, tenant })
 }
 
+/// Does the tenant a new record would belong to exist? (Checked before the
+/// insert, in its transaction, so a made-up tenant id is a clear error, not a
+/// foreign-key failure.)
+pub(crate) fn tenant_probe(tenant: &str) -> SelectStatement {
+    sea_query::Query::select()
+        .expr(Expr::val(1i64))
+        .from(Alias::new(crate::identity::TENANTS_TABLE))
+        .and_where(col("id").eq(tenant))
+        .to_owned()
+}
+
 /// The tenant condition of a relation target: a record of a tenant-scoped
 /// collection may only point at records of its own tenant, and at users who
 /// are members of that tenant (so a relation cannot probe for, or point at,

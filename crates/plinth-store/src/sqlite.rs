@@ -303,6 +303,19 @@ impl Sqlite {
         let q = query::insert_record(c, &record, tenant, Dialect::Sqlite)?;
         let (sql, values) = q.build(SqliteQueryBuilder);
 
+        if let Some(t) = tenant {
+            let (sql, values) = query::tenant_probe(t).build(SqliteQueryBuilder);
+            let found = tx
+                .prepare_cached(&sql)
+                .and_then(|mut st| {
+                    st.query_row(rusqlite::params_from_iter(params(&values)), |_| Ok(()))
+                        .optional()
+                })
+                .map_err(map_err)?;
+            if found.is_none() {
+                return Err(StoreError::UnknownTenant);
+            }
+        }
         self.check_relations(tx, c, &record.fields, tenant)?;
         tx.prepare_cached(&sql)
             .and_then(|mut st| st.execute(rusqlite::params_from_iter(params(&values))))

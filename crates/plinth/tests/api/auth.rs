@@ -445,6 +445,42 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
 }
 
 #[tokio::test]
+async fn a_made_up_tenant_is_a_404_not_a_500() {
+    let env = Env::with_schema(
+        "[collections.guestbook]\ntenant_scoped = true\npermissions = \"public\"\n[collections.guestbook.fields]\nline = { type = \"text\", required = true }\n",
+    );
+    let s = env.start().await;
+    let nowhere = Who::anon().in_tenant("01a21fc6-e309-7611-9b14-f80ea70cca49");
+    let r = call(
+        &s,
+        &nowhere,
+        Method::POST,
+        "/v1/guestbook",
+        Some(&json!({"line": "hi"})),
+    )
+    .await;
+    r.expect_status(404);
+    assert!(r.text.contains("tenant"), "{}", r.text);
+    // Reads of a tenant that does not exist are simply empty.
+    let list = call(&s, &nowhere, Method::GET, "/v1/guestbook?total=true", None)
+        .await
+        .ok();
+    assert_eq!(list["total"], json!(0));
+    // A real tenant works for anyone, as the collection is public.
+    let ann = signup(&s, "ann@example.com").await;
+    let t = new_tenant(&s, &ann, "T").await;
+    call(
+        &s,
+        &Who::anon().in_tenant(&t),
+        Method::POST,
+        "/v1/guestbook",
+        Some(&json!({"line": "hi"})),
+    )
+    .await
+    .created();
+}
+
+#[tokio::test]
 async fn breached_passwords_are_refused() {
     let env = Env::with_schema(SAAS);
     let list = env.dir().join("breached.txt");

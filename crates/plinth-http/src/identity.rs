@@ -63,6 +63,24 @@ async fn body<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// One `password_policy` field error per rule the password breaks.
+fn policy_errors(field: &str, reasons: Vec<String>) -> ApiError {
+    ApiError::Validation(
+        reasons
+            .into_iter()
+            .map(|r| plinth_contract::FieldError::new(field, "password_policy", r))
+            .collect(),
+    )
+}
+
+fn user_json(u: &plinth_store::User) -> Json {
+    json!({"id": u.id, "email": u.email, "created_at": ts(u.created_at)})
+}
+
+fn member_json(m: &plinth_store::Member) -> Json {
+    json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": ts(m.created_at)})
+}
+
 fn field_error(field: &str, code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::Validation(vec![plinth_contract::FieldError::new(field, code, message)])
 }
@@ -178,12 +196,7 @@ pub(crate) async fn signup(
     let email =
         plinth_auth::normalize_email(&b.email).map_err(|m| field_error("email", "format", m))?;
     if let Err(reasons) = state.auth.password_policy.check(&b.password, &email) {
-        return Err(ApiError::Validation(
-            reasons
-                .into_iter()
-                .map(|r| plinth_contract::FieldError::new("password", "password_policy", r))
-                .collect(),
-        ));
+        return Err(policy_errors("password", reasons));
     }
     let password = b.password;
     let hash = crate::auth::hashing(move || plinth_auth::hash_password(&password))
@@ -206,7 +219,7 @@ pub(crate) async fn signup(
     };
     let body = start_session(&state, &user.id, None, &headers, &ip).await?;
     let mut body = body;
-    body["user"] = json!({"id": user.id, "email": user.email, "created_at": ts(user.created_at)});
+    body["user"] = user_json(&user);
     Ok(json_response(StatusCode::CREATED, &body))
 }
 
@@ -268,7 +281,7 @@ pub(crate) async fn signin(
     };
     let tenant = check_tenant_choice(&state, &user.id, b.tenant_id.as_deref()).await?;
     let mut body = start_session(&state, &user.id, tenant, &headers, &ip).await?;
-    body["user"] = json!({"id": user.id, "email": user.email, "created_at": ts(user.created_at)});
+    body["user"] = user_json(&user);
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -458,12 +471,7 @@ pub(crate) async fn change_password(
         .password_policy
         .check(&b.new_password, &creds.user.email)
     {
-        return Err(ApiError::Validation(
-            reasons
-                .into_iter()
-                .map(|r| plinth_contract::FieldError::new("new_password", "password_policy", r))
-                .collect(),
-        ));
+        return Err(policy_errors("new_password", reasons));
     }
     let (current, new, phc) = (b.current_password, b.new_password, creds.password_hash);
     let hashed = crate::auth::hashing(move || {
@@ -614,10 +622,7 @@ pub(crate) async fn members(
 ) -> ApiResult {
     my_role(&state, &p, &tenant).await?;
     let list = state.store.members(&tenant.to_ascii_lowercase()).await?;
-    let items: Vec<Json> = list
-        .iter()
-        .map(|m| json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": ts(m.created_at)}))
-        .collect();
+    let items: Vec<Json> = list.iter().map(member_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
 
@@ -653,10 +658,7 @@ pub(crate) async fn add_member(
         .add_member(&tenant.to_ascii_lowercase(), &email, &b.role, now())
         .await?
     {
-        MemberChange::Done(m) => Ok(json_response(
-            StatusCode::CREATED,
-            &json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": ts(m.created_at)}),
-        )),
+        MemberChange::Done(m) => Ok(json_response(StatusCode::CREATED, &member_json(&m))),
         MemberChange::NoSuchUser => Err(field_error(
             "email",
             "no_account",
@@ -701,14 +703,10 @@ async fn may_manage(
 
 fn member_outcome(change: MemberChange, status: StatusCode) -> ApiResult {
     match change {
-        MemberChange::Done(m) if status == StatusCode::NO_CONTENT => {
-            let _ = m;
+        MemberChange::Done(_) if status == StatusCode::NO_CONTENT => {
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        MemberChange::Done(m) => Ok(json_response(
-            status,
-            &json!({"user_id": m.user_id, "email": m.email, "role": m.role, "created_at": ts(m.created_at)}),
-        )),
+        MemberChange::Done(m) => Ok(json_response(status, &member_json(&m))),
         MemberChange::NoSuchUser => Err(ApiError::NotFound("no member with this user id".into())),
         MemberChange::AlreadyMember => Err(ApiError::Internal),
         MemberChange::LastOwner => Err(ApiError::Conflict {

@@ -535,28 +535,23 @@ fn select_user() -> SelectStatement {
 }
 
 pub(crate) async fn credentials<E: Exec>(e: &mut E, email: &str) -> Result<Option<Credentials>> {
-    let rows = e
-        .rows(Stmt::Select(
-            select_user()
-                .and_where(Expr::col(a("email")).eq(email))
-                .to_owned(),
-        ))
-        .await?;
-    rows.first()
-        .map(|r| {
-            Ok(Credentials {
-                user: user_of(r)?,
-                password_hash: cell(r, 3)?.text()?,
-            })
-        })
-        .transpose()
+    credentials_where(e, "email", email).await
 }
 
 pub(crate) async fn credentials_by_id<E: Exec>(e: &mut E, id: &str) -> Result<Option<Credentials>> {
+    credentials_where(e, "id", id).await
+}
+
+/// The account whose `column` (email or id, both unique) is `value`.
+async fn credentials_where<E: Exec>(
+    e: &mut E,
+    column: &str,
+    value: &str,
+) -> Result<Option<Credentials>> {
     let rows = e
         .rows(Stmt::Select(
             select_user()
-                .and_where(Expr::col(a("id")).eq(id))
+                .and_where(Expr::col(a(column)).eq(value))
                 .to_owned(),
         ))
         .await?;
